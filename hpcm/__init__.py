@@ -1,0 +1,47 @@
+"""HPCM (hierarchical progressive context modelling) learned image codec.
+
+A re-implementation of Li et al., "Learned Image Compression with Hierarchical Progressive
+Context Modeling" (ICCV 2025) on top of CompressAI, with presets for the official Base and
+Large models and a reduced "tiny" model, and loaders for official checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .checkpoint import (
+    CheckpointError,
+    convert_official_state_dict,
+    load_model,
+    load_official_checkpoint,
+    save_model,
+)
+from .config import PRESETS, HPCMConfig
+from .lattices import scale_labels
+from .model import HPCM
+from .padding import crop_padding, pad_to_multiple
+
+__all__ = [
+    "HPCM",
+    "HPCMConfig",
+    "PRESETS",
+    "create_model",
+    "load_official_checkpoint",
+    "load_model",
+    "save_model",
+    "convert_official_state_dict",
+    "CheckpointError",
+    "scale_labels",
+    "pad_to_multiple",
+    "crop_padding",
+]
+
+
+def create_model(name: str, **overrides) -> HPCM:
+    """Builds an untrained :class:`HPCM` from a preset ("base", "large", "tiny").
+
+    Keyword arguments replace config fields, e.g. ``create_model("tiny", M=128)``.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid presets: {sorted(PRESETS)}")
+    return HPCM(dataclasses.replace(PRESETS[name], **overrides))

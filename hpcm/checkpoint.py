@@ -1,0 +1,298 @@
+"""Loading official HPCM checkpoints and saving / loading this project's model files."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+import torch
+from torch import Tensor
+
+from .config import PRESETS, HPCMConfig
+from .entropy_models import GeneralizedGaussianConditional
+from .model import HPCM
+
+__all__ = [
+    "CheckpointError",
+    "convert_official_state_dict",
+    "load_official_checkpoint",
+    "save_model",
+    "load_model",
+    "MODEL_FORMAT",
+    "MODEL_FORMAT_VERSION",
+]
+
+logger = logging.getLogger(__name__)
+
+MODEL_FORMAT = "hpcm-tune-model"
+MODEL_FORMAT_VERSION = 1
+OFFICIAL_VARIANTS = ("base", "large")
+
+PathOrDict = Union[str, os.PathLike, Mapping[str, Any]]
+
+# Rebuilt by HPCM.update(); empty in the released files.
+_OFFICIAL_CODER_BUFFERS = (
+    "scale_table",
+    "quantized_cdf_z", "cdf_length_z", "offset_z",
+    "quantized_cdf_y", "cdf_length_y", "offset_y",
+)
+# Constants of the official entropy model; ours has them built in, so they must agree.
+_OFFICIAL_ENTROPY_CONSTANTS = {
+    "entropy_estimation.beta": 1.5,
+    "entropy_estimation.scale_lower_bound.bound": 0.12,
+    "entropy_estimation.likelihood_lower_bound.bound": 1e-9,
+}
+_ENTROPY_PREFIXES = ("entropy_y.", "entropy_z.")
+# Entropy-coder buffers whose size depends on update(); CompressionModel.load_state_dict resizes them.
+_RESIZABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not fit the requested model."""
+
+
+def _summarise(keys: list[str], limit: int = 10) -> str:
+    shown = ", ".join(keys[:limit])
+    more = f", ... ({len(keys)} in all)" if len(keys) > limit else f" ({len(keys)})"
+    return shown + more
+
+
+def _template(config: HPCMConfig) -> dict[str, Tensor]:
+    """The model's state_dict: shapes from a meta-device model, values of the small entropy buffers."""
+    with torch.device("meta"):
+        meta = HPCM(config)
+    template = {k: v for k, v in meta.state_dict().items() if not k.startswith(_ENTROPY_PREFIXES)}
+    # The entropy buffers carry values (beta, bounds), so take them from real modules.
+    for prefix in _ENTROPY_PREFIXES:
+        for key, value in GeneralizedGaussianConditional().state_dict().items():
+            template[prefix + key] = value
+    return template
+
+
+def _shape(t: Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+def _compare(state_dict: Mapping[str, Tensor], template: Mapping[str, Tensor], resizable=()) -> tuple[list, list, list]:
+    missing = sorted(set(template) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(template))
+    wrong = sorted(
+        f"{k}: {_shape(state_dict[k])} vs expected {_shape(template[k])}"
+        for k in set(state_dict) & set(template)
+        if _shape(state_dict[k]) != _shape(template[k]) and not k.endswith(resizable)
+    )
+    return missing, unexpected, wrong
+
+
+def _mismatch_message(what: str, missing: list, unexpected: list, wrong: list, hint: str) -> str:
+    parts = [what]
+    if missing:
+        parts.append(f"missing keys: {_summarise(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys: {_summarise(unexpected)}")
+    if wrong:
+        parts.append(f"wrong shapes: {_summarise(wrong)}")
+    parts.append(hint)
+    return "\n".join(parts)
+
+
+def _official_keys_fit(state_dict: Mapping[str, Tensor], variant: str) -> bool:
+    """Whether the network weights of ``state_dict`` have exactly the official ``variant``'s layout."""
+    ignored = _OFFICIAL_CODER_BUFFERS + tuple(_OFFICIAL_ENTROPY_CONSTANTS)
+    weights = {k: v for k, v in state_dict.items() if k not in ignored and not k.startswith("adaptive_params_list.")}
+    wanted = {
+        k: v for k, v in _template(PRESETS[variant]).items()
+        if not k.startswith(_ENTROPY_PREFIXES + ("adaptive_params_list.",))
+    }
+    return _compare(weights, wanted) == ([], [], [])
+
+
+def convert_official_state_dict(state_dict: Mapping[str, Tensor], variant: str = "base") -> dict[str, Tensor]:
+    """Maps an official HPCM state_dict (``src/models/HPCM_{Base,Large}.py``) to this package's layout.
+
+    * drops the official entropy-coder buffers (rebuilt by :meth:`HPCM.update`);
+    * checks the official entropy constants (beta 1.5, scale bound 0.12, likelihood bound 1e-9)
+      and replaces them by this model's ``entropy_y`` / ``entropy_z`` buffers;
+    * fills missing ``adaptive_params_list.0..9`` with ones (released checkpoints predate the
+      fix that registered them; they stayed at their initial value), logging a warning;
+    * refuses anything else that is missing, unexpected or of the wrong shape.
+
+    Raises:
+        CheckpointError: listing the offending keys.
+    """
+    if variant not in OFFICIAL_VARIANTS:
+        raise ValueError(f"unknown official variant {variant!r}; choose one of {OFFICIAL_VARIANTS}")
+    not_tensors = sorted(k for k, v in state_dict.items() if not isinstance(v, Tensor))
+    if not_tensors:
+        raise CheckpointError(f"state_dict values must be tensors; not tensors: {_summarise(not_tensors)}")
+
+    converted = {k: v for k, v in state_dict.items() if k not in _OFFICIAL_CODER_BUFFERS}
+    for key, expected in _OFFICIAL_ENTROPY_CONSTANTS.items():
+        if key not in converted:
+            continue  # reported as missing below
+        value = converted.pop(key)
+        if value.numel() != 1 or not math.isclose(float(value.reshape(-1)[0]), expected, rel_tol=1e-5):
+            raise CheckpointError(
+                f"{key} = {value.tolist()} but this model implements {expected}; "
+                "the checkpoint was trained with a different entropy model"
+            )
+
+    template = _template(PRESETS[variant])
+    filled = []
+    for key in (k for k in template if k.startswith("adaptive_params_list.")):
+        if key not in converted:
+            converted[key] = torch.ones(template[key].shape)
+            filled.append(key)
+    if filled:
+        logger.warning(
+            "official checkpoint has no %s (released files predate their registration); "
+            "filled with ones, their initial and only value in those files", _summarise(filled)
+        )
+
+    missing, unexpected, wrong = _compare(converted, {k: v for k, v in template.items() if not k.startswith(_ENTROPY_PREFIXES)})
+    missing = sorted(set(missing) | {k for k in _OFFICIAL_ENTROPY_CONSTANTS if k not in state_dict})
+    if missing or unexpected or wrong:
+        other = [v for v in OFFICIAL_VARIANTS if v != variant and _official_keys_fit(state_dict, v)]
+        if other:
+            hint = f"This looks like an HPCM-{other[0].capitalize()} checkpoint: pass variant={other[0]!r}."
+        else:
+            hint = (
+                f"Is this an official HPCM-{variant.capitalize()} state_dict? Pass variant='base' or "
+                "'large' to match the checkpoint; this project's own files load with hpcm.load_model()."
+            )
+        raise CheckpointError(
+            _mismatch_message(f"checkpoint does not fit official HPCM-{variant}:", missing, unexpected, wrong, hint)
+        )
+
+    for key, value in template.items():
+        if key.startswith(_ENTROPY_PREFIXES):
+            converted[key] = value.clone()
+    return converted
+
+
+def _load_file(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint file is empty: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} holds Python objects that need code to load; refusing to unpickle them "
+            f"(only tensors and plain containers are accepted): {err}"
+        ) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch.save file?): {err}") from err
+
+
+def _as_state_dict(obj: Any, source: str) -> Mapping[str, Tensor]:
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source} does not contain a state_dict (got {type(obj).__name__})")
+    return obj
+
+
+def load_official_checkpoint(path_or_state_dict: PathOrDict, variant: str = "base") -> HPCM:
+    """Builds an :class:`HPCM` from an official checkpoint (file path or state_dict).
+
+    The state_dict may be wrapped under a ``"state_dict"`` key.  Files are read with
+    ``torch.load(..., weights_only=True)``, so no pickled code ever runs.  Call
+    ``model.update()`` before compress / decompress.
+    """
+    if variant not in OFFICIAL_VARIANTS:
+        raise ValueError(f"unknown official variant {variant!r}; choose one of {OFFICIAL_VARIANTS}")
+    if isinstance(path_or_state_dict, Mapping):
+        source, obj = "the given object", path_or_state_dict
+    else:
+        source, obj = str(path_or_state_dict), _load_file(path_or_state_dict)
+    converted = convert_official_state_dict(_as_state_dict(obj, source), variant)
+    model = HPCM(PRESETS[variant])
+    model.load_state_dict(converted)
+    return model.eval()
+
+
+def _write_atomically(obj: Any, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def save_model(model: HPCM, path: str | os.PathLike) -> None:
+    """Saves ``model`` (config + state_dict) in this project's format, atomically."""
+    _write_atomically(
+        {
+            "format": MODEL_FORMAT,
+            "version": MODEL_FORMAT_VERSION,
+            "config": dataclasses.asdict(model.config),
+            "state_dict": model.state_dict(),
+        },
+        path,
+    )
+
+
+def load_model(path_or_dict: PathOrDict, config: HPCMConfig | str | None = None) -> HPCM:
+    """Loads a model saved by :func:`save_model` or a training checkpoint with "config" and "state_dict".
+
+    Args:
+        path_or_dict: file path or the loaded dict.
+        config: expected architecture (preset name or config); default: the stored config.
+
+    Raises:
+        CheckpointError: unreadable file, unknown format, or a state_dict that does not fit.
+    """
+    if isinstance(path_or_dict, Mapping):
+        source, obj = "the given object", path_or_dict
+    else:
+        source, obj = str(path_or_dict), _load_file(path_or_dict)
+    if not isinstance(obj, Mapping) or "state_dict" not in obj or "config" not in obj:
+        raise CheckpointError(
+            f"{source} is not an hpcm-tune model file (needs 'config' and 'state_dict'); "
+            "official HPCM checkpoints load with hpcm.load_official_checkpoint()"
+        )
+    if "format" in obj and (obj["format"] != MODEL_FORMAT or obj.get("version") != MODEL_FORMAT_VERSION):
+        raise CheckpointError(
+            f"{source} has format {obj['format']!r} version {obj.get('version')!r}; "
+            f"expected {MODEL_FORMAT!r} version {MODEL_FORMAT_VERSION}"
+        )
+    try:
+        stored = HPCMConfig.from_dict(obj["config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{source} has an invalid config: {err}") from err
+    if config is None:
+        config = stored
+    elif isinstance(config, str):
+        if config not in PRESETS:
+            raise ValueError(f"unknown preset {config!r}; valid: {sorted(PRESETS)}")
+        config = PRESETS[config]
+
+    state_dict = _as_state_dict(obj, source)
+    model = HPCM(config)
+    missing, unexpected, wrong = _compare(state_dict, model.state_dict(), resizable=_RESIZABLE_BUFFERS)
+    if missing or unexpected or wrong:
+        hint = (
+            f"The checkpoint's stored config is preset {stored.name!r}; load it with that config."
+            if stored != config
+            else "The file's state_dict does not match its own config; it is corrupt or was edited."
+        )
+        raise CheckpointError(
+            _mismatch_message(f"{source} does not fit preset {config.name!r}:", missing, unexpected, wrong, hint)
+        )
+    model.load_state_dict(dict(state_dict))
+    return model

@@ -1,0 +1,49 @@
+"""Search presets: which configurations a sweep tries first.
+
+Every preset is the same Optuna TPE search (seeded), warm-started with fixed points that
+run before TPE proposes its own:
+
+- ``optuna`` (default): the original report's recommended config (ratio 0.1, entropy frozen);
+- ``seed-context-lr``: context ratios 1.0, 0.5, 0.1, 0.01 (entropy frozen);
+- ``seed-freeze``: none, entropy, and progressive unfreezing at epochs 100/200 of the
+  report's 300-epoch schedule, scaled to this sweep's epoch budget (ratio 0.1);
+- ``seed-ablation``: both of the above, i.e. the report's 7 ablation runs. Its ratio and
+  freeze ablations share the (0.1, entropy) run, so this preset holds 6 distinct points.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+REPORT_EPOCHS = 300  # the report's schedule that its unfreeze epochs 100 / 200 refer to
+RECOMMENDED: dict[str, Any] = {"context_lr_ratio": 0.1, "freeze_strategy": "entropy"}
+PRESETS = ("optuna", "seed-context-lr", "seed-freeze", "seed-ablation")
+
+
+def _context_lr_points() -> list[dict[str, Any]]:
+    return [{"context_lr_ratio": r, "freeze_strategy": "entropy"} for r in (1.0, 0.5, 0.1, 0.01)]
+
+
+def _freeze_points(max_epochs: int) -> list[dict[str, Any]]:
+    h = max(1, round(100 / REPORT_EPOCHS * max_epochs))
+    c = min(max_epochs - 1, max(h + 1, round(200 / REPORT_EPOCHS * max_epochs)))
+    return [
+        {"context_lr_ratio": 0.1, "freeze_strategy": "none"},
+        {"context_lr_ratio": 0.1, "freeze_strategy": "entropy"},
+        {"context_lr_ratio": 0.1, "freeze_strategy": "progressive",
+         "unfreeze_h_epoch": h, "unfreeze_context_epoch": c},
+    ]
+
+
+def preset_points(preset: str, max_epochs: int) -> list[dict[str, Any]]:
+    """The warm-start points of ``preset`` for an epoch budget of ``max_epochs``."""
+    if preset == "optuna":
+        return [dict(RECOMMENDED)]
+    if preset == "seed-context-lr":
+        return _context_lr_points()
+    if preset == "seed-freeze":
+        return _freeze_points(max_epochs)
+    if preset == "seed-ablation":
+        points = _context_lr_points()
+        return points + [p for p in _freeze_points(max_epochs) if p not in points]
+    raise ValueError(f"unknown search preset {preset!r}; choose one of {', '.join(PRESETS)}")

@@ -1,0 +1,25 @@
+"""Shared fixtures: a project-local cache (bundled photos, pre-trained tiny) for the session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Keep every file the tests materialise inside pytest's cache folder, never in $HOME;
+    # it survives between local runs and starts empty on a fresh clone (CI).
+    cache = Path(config.cache.mkdir("hpcm-tune"))
+    os.environ["HPCM_TUNE_CACHE"] = str(cache)
+
+
+@pytest.fixture(scope="session")
+def pretrained_tiny_path() -> Path:
+    """A tiny model pre-trained briefly on the bundled photos (cached across runs)."""
+    from dataclasses import replace
+
+    from trainables.pretrain import PRETRAIN_RECIPE, pretrained_tiny
+
+    return pretrained_tiny(recipe=replace(PRETRAIN_RECIPE, epochs=12))

@@ -1,0 +1,76 @@
+import pickle
+
+import optuna
+import pytest
+
+from search_spaces import FineTuneSpace, preset_points
+
+
+def _sample(space, n, seed=0):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for _ in range(n):
+        trial = study.ask()
+        space(trial)
+        study.tell(trial, 0.0)
+    return [t.params for t in study.trials]
+
+
+def test_unfreeze_epochs_only_for_progressive_and_ordered():
+    samples = _sample(FineTuneSpace(max_epochs=20), 200)
+    strategies = {p["freeze_strategy"] for p in samples}
+    assert strategies == {"none", "entropy", "progressive"}
+    for p in samples:
+        assert 0.01 <= p["context_lr_ratio"] <= 1.0
+        if p["freeze_strategy"] == "progressive":
+            assert 1 <= p["unfreeze_h_epoch"] < p["unfreeze_context_epoch"] < 20
+        else:
+            assert "unfreeze_h_epoch" not in p and "unfreeze_context_epoch" not in p
+            assert "base_lr" not in p
+
+
+def test_context_ratio_is_log_uniform():
+    ratios = [p["context_lr_ratio"] for p in _sample(FineTuneSpace(max_epochs=10), 400)]
+    below_0_1 = sum(r < 0.1 for r in ratios) / len(ratios)
+    assert below_0_1 == pytest.approx(0.5, abs=0.08)  # log-uniform: half of [0.01, 1] is < 0.1
+
+
+def test_wide_space_adds_base_lr_and_h_multiplier():
+    for p in _sample(FineTuneSpace(max_epochs=10, wide=True), 20):
+        assert 1e-5 <= p["base_lr"] <= 1e-3 and 0.1 <= p["h_multiplier"] <= 1.0
+
+
+def test_space_pickles_by_reference_to_an_importable_module():
+    space = FineTuneSpace(max_epochs=30, wide=True)
+    assert pickle.loads(pickle.dumps(space)) == space
+    assert type(space).__module__ == "search_spaces.spaces"
+
+
+def test_too_small_budget_is_refused():
+    with pytest.raises(ValueError, match="at least 3 epochs"):
+        FineTuneSpace(max_epochs=2)
+
+
+def test_presets():
+    assert preset_points("optuna", 50) == [{"context_lr_ratio": 0.1, "freeze_strategy": "entropy"}]
+    assert [p["context_lr_ratio"] for p in preset_points("seed-context-lr", 50)] == [
+        1.0, 0.5, 0.1, 0.01]
+    freeze = preset_points("seed-freeze", 300)
+    assert [p["freeze_strategy"] for p in freeze] == ["none", "entropy", "progressive"]
+    assert (freeze[2]["unfreeze_h_epoch"], freeze[2]["unfreeze_context_epoch"]) == (100, 200)
+    scaled = preset_points("seed-freeze", 12)[2]
+    assert (scaled["unfreeze_h_epoch"], scaled["unfreeze_context_epoch"]) == (4, 8)
+    ablation = preset_points("seed-ablation", 12)
+    assert len(ablation) == 6 and len({tuple(sorted(p.items())) for p in ablation}) == 6
+    with pytest.raises(ValueError, match="unknown search preset"):
+        preset_points("grid", 10)
+
+
+def test_preset_points_are_valid_points_of_the_space():
+    space = FineTuneSpace(max_epochs=12)
+    study = optuna.create_study()
+    for point in preset_points("seed-ablation", 12):
+        study.enqueue_trial(point)
+        trial = study.ask()
+        space(trial)
+        assert trial.params == point
+        study.tell(trial, 1.0)

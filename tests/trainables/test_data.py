@@ -1,0 +1,375 @@
+"""Tests for trainables.data on the real bundled photos and real files on disk."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trainables import data
+from trainables.data import (
+    BUNDLED_SIZES,
+    BUNDLED_SPLIT,
+    DataError,
+    ImageFolderDataset,
+    bundled_photos,
+    default_cache_dir,
+    default_datasets,
+    list_images,
+    load_rgb,
+    make_loader,
+)
+
+
+@pytest.fixture(scope="module")
+def bundled_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One materialisation of the bundled photos shared by the module (it takes ~1 s)."""
+    cache = tmp_path_factory.mktemp("cache")
+    for split in BUNDLED_SPLIT:
+        bundled_photos(split, cache_dir=cache)
+    return cache
+
+
+@pytest.fixture(autouse=True)
+def _cache_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Never write into the real home directory.
+    monkeypatch.setenv("HPCM_TUNE_CACHE", str(tmp_path / "env-cache"))
+
+
+def _photo(bundled_dir: Path, name: str) -> Path:
+    split = "val" if name in BUNDLED_SPLIT["val"] else "train"
+    return bundled_dir / "bundled" / split / f"{name}.png"
+
+
+def _chw(img: Image.Image) -> torch.Tensor:
+    """Pillow image -> (3, H, W) uint8 tensor (np.array copies Pillow's read-only buffer)."""
+    return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)
+
+
+def _copy_photo(src: Path, dst: Path, size: tuple[int, int] | None = None, fmt: str = "PNG") -> Path:
+    img = Image.open(src).convert("RGB")
+    if size is not None:
+        img = img.resize(size)
+    img.save(dst, format=fmt)
+    return dst
+
+
+# --- bundled photos -------------------------------------------------------------------------
+
+
+def test_default_cache_dir_follows_env(tmp_path: Path) -> None:
+    assert default_cache_dir() == tmp_path / "env-cache"
+
+
+def test_bundled_photos_materialise_into_env_cache(tmp_path: Path) -> None:
+    val = bundled_photos("val")
+    assert val == [tmp_path / "env-cache" / "bundled" / "val" / f"{n}.png" for n in BUNDLED_SPLIT["val"]]
+    assert all(p.is_file() for p in val)
+    # The atomic write leaves no temp file behind.
+    assert sorted(p.name for p in val[0].parent.iterdir()) == sorted(p.name for p in val)
+
+
+def test_bundled_photos_are_real_rgb_photos_of_expected_size(bundled_dir: Path) -> None:
+    for split, names in BUNDLED_SPLIT.items():
+        for path, name in zip(bundled_photos(split, bundled_dir), names):
+            with Image.open(path) as img:
+                assert img.format == "PNG" and img.mode == "RGB", path
+                assert img.size == BUNDLED_SIZES[name], path
+                arr = np.asarray(img).astype(np.float64)
+            # Natural colour photos: the channels differ (not greyscale) and values span a wide range.
+            assert np.abs(arr[..., 0] - arr[..., 1]).mean() > 2.0, path
+            assert arr.std() > 30.0 and arr.max() - arr.min() > 200, path
+
+
+def test_bundled_pixels_match_their_package_source(bundled_dir: Path) -> None:
+    import skimage.data
+    from sklearn.datasets import load_sample_image
+
+    assert np.array_equal(np.asarray(Image.open(_photo(bundled_dir, "astronaut"))), skimage.data.astronaut())
+    china = np.asarray(Image.open(_photo(bundled_dir, "china")))
+    assert np.array_equal(china, load_sample_image("china.jpg"))
+    right = skimage.data.stereo_motorcycle()[1]
+    assert np.array_equal(np.asarray(Image.open(_photo(bundled_dir, "motorcycle_right"))), right)
+
+
+def test_bundled_split_is_disjoint_and_stable(bundled_dir: Path) -> None:
+    train, val = bundled_photos("train", bundled_dir), bundled_photos("val", bundled_dir)
+    assert {p.stem for p in train}.isdisjoint({p.stem for p in val})
+    assert {p.stem for p in train} | {p.stem for p in val} == set(BUNDLED_SIZES)
+    assert [p.stem for p in val] == ["astronaut", "rocket"]
+    mtimes = [p.stat().st_mtime_ns for p in train + val]
+    # A second call reuses the cached files instead of rewriting them.
+    assert bundled_photos("train", bundled_dir) == train
+    assert [p.stat().st_mtime_ns for p in train + val] == mtimes
+
+
+def test_bundled_photos_rejects_unknown_split() -> None:
+    with pytest.raises(DataError, match="test"):
+        bundled_photos("test")
+
+
+def test_default_datasets(bundled_dir: Path) -> None:
+    train_ds, val_ds = default_datasets(crop_size=256, crops_per_image=3, seed=1, cache_dir=bundled_dir)
+    assert len(train_ds) == 3 * len(BUNDLED_SPLIT["train"])
+    assert len(val_ds) == len(BUNDLED_SPLIT["val"])
+    assert train_ds[5].shape == (3, 256, 256)
+    assert val_ds[1].shape == (3, 427, 640)
+
+
+# --- crops ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def train_ds(bundled_dir: Path) -> ImageFolderDataset:
+    return ImageFolderDataset(
+        bundled_photos("train", bundled_dir), mode="train", crop_size=128, crops_per_image=8, seed=7
+    )
+
+
+def test_crops_have_right_shape_range_and_match_source(train_ds: ImageFolderDataset) -> None:
+    train_ds.set_epoch(0)
+    assert len(train_ds) == 8 * len(BUNDLED_SPLIT["train"])
+    for index in range(0, len(train_ds), 5):
+        crop = train_ds[index]
+        assert crop.shape == (3, 128, 128) and crop.dtype == torch.float32
+        assert 0.0 <= crop.min() and crop.max() <= 1.0
+        p = train_ds.crop_params(index)
+        assert p.image_index == index // 8
+        full = load_rgb(train_ds.paths[p.image_index])
+        assert 0 <= p.top <= full.shape[1] - 128 and 0 <= p.left <= full.shape[2] - 128
+        expected = full[:, p.top : p.top + 128, p.left : p.left + 128]
+        if p.hflip:
+            expected = expected.flip(2)
+        if p.vflip:
+            expected = expected.flip(1)
+        assert torch.equal(crop, expected)
+
+
+def test_same_seed_epoch_index_gives_same_crop(bundled_dir: Path, train_ds: ImageFolderDataset) -> None:
+    other = ImageFolderDataset(
+        bundled_photos("train", bundled_dir), mode="train", crop_size=128, crops_per_image=8, seed=7
+    )
+    train_ds.set_epoch(3)
+    other.set_epoch(3)
+    for index in (0, 9, 47):
+        assert torch.equal(train_ds[index], other[index])
+    # Global RNG state plays no part.
+    torch.manual_seed(123)
+    np.random.seed(123)
+    first = train_ds[9]
+    torch.manual_seed(456)
+    np.random.seed(456)
+    assert torch.equal(first, train_ds[9])
+
+
+def test_other_epoch_or_seed_gives_other_crops(bundled_dir: Path, train_ds: ImageFolderDataset) -> None:
+    train_ds.set_epoch(0)
+    epoch0 = [train_ds.crop_params(i) for i in range(len(train_ds))]
+    train_ds.set_epoch(1)
+    epoch1 = [train_ds.crop_params(i) for i in range(len(train_ds))]
+    assert sum(a != b for a, b in zip(epoch0, epoch1)) > 0.9 * len(epoch0)
+    assert not torch.equal(train_ds[0], ImageFolderDataset(
+        bundled_photos("train", bundled_dir), mode="train", crop_size=128, crops_per_image=8, seed=8
+    )[0])
+    # Crops of one image differ within an epoch, too.
+    assert len({(p.top, p.left) for p in epoch0[:8]}) == 8
+
+
+def test_both_flips_happen(train_ds: ImageFolderDataset) -> None:
+    params = []
+    for epoch in range(3):
+        train_ds.set_epoch(epoch)
+        params += [train_ds.crop_params(i) for i in range(len(train_ds))]
+    for attr in ("hflip", "vflip"):
+        share = sum(getattr(p, attr) for p in params) / len(params)
+        assert 0.3 < share < 0.7, (attr, share)
+    combos = {(p.hflip, p.vflip) for p in params}
+    assert combos == {(False, False), (False, True), (True, False), (True, True)}
+
+
+def test_set_epoch_rejects_negative(train_ds: ImageFolderDataset) -> None:
+    with pytest.raises(DataError):
+        train_ds.set_epoch(-1)
+
+
+# --- validation mode ------------------------------------------------------------------------
+
+
+def test_val_returns_full_image_unchanged(bundled_dir: Path) -> None:
+    paths = bundled_photos("val", bundled_dir)
+    val_ds = ImageFolderDataset(paths, mode="val", crop_size=None, seed=3)
+    val_ds.set_epoch(5)
+    assert len(val_ds) == len(paths)
+    for i, path in enumerate(paths):
+        item = val_ds[i]
+        expected = _chw(Image.open(path))
+        assert item.dtype == torch.float32 and item.shape == expected.shape
+        assert torch.equal(torch.round(item * 255).to(torch.uint8), expected)
+    assert torch.equal(val_ds[0], val_ds[0])
+    with pytest.raises(IndexError):
+        val_ds[len(paths)]
+
+
+# --- bad inputs -----------------------------------------------------------------------------
+
+
+def test_corrupt_files_are_skipped_with_one_warning(
+    bundled_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    _copy_photo(_photo(bundled_dir, "coffee"), folder / "a.png")
+    _copy_photo(_photo(bundled_dir, "chelsea"), folder / "sub" / "b.JPG", fmt="JPEG")
+    (folder / "corrupt.png").write_bytes(np.random.default_rng(0).bytes(5000))
+    jpeg = _copy_photo(_photo(bundled_dir, "rocket"), tmp_path / "full.jpg", fmt="JPEG").read_bytes()
+    (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (folder / "notes.txt").write_text("not an image")
+
+    with caplog.at_level(logging.WARNING, logger=data.__name__):
+        ds = ImageFolderDataset(folder, mode="train", crop_size=64, crops_per_image=2)
+    assert ds.skipped == 2 and ds.too_small == 0
+    assert [p.name for p in ds.paths] == ["a.png", "b.JPG"]
+    assert len(ds) == 4
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "2 unreadable" in warnings[0].getMessage()
+    assert "corrupt.png" in warnings[0].getMessage() and "truncated.jpg" in warnings[0].getMessage()
+
+
+def test_only_corrupt_files_raise(tmp_path: Path) -> None:
+    (tmp_path / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    (tmp_path / "y.jpeg").write_bytes(np.random.default_rng(1).bytes(300))
+    with pytest.raises(DataError, match="none of the 2 image files"):
+        ImageFolderDataset(tmp_path, mode="val")
+    with pytest.raises(DataError, match="cannot read image"):
+        load_rgb(tmp_path / "x.png")
+
+
+def test_missing_not_folder_and_empty_folder_raise(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(DataError, match="does not exist") as err:
+        list_images(missing)
+    assert str(missing) in str(err.value)
+    afile = tmp_path / "file.png"
+    afile.write_bytes(b"")
+    with pytest.raises(DataError, match="not a folder"):
+        ImageFolderDataset(afile)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no images")
+    with pytest.raises(DataError, match="no .png") as err:
+        ImageFolderDataset(empty)
+    assert str(empty) in str(err.value)
+    with pytest.raises(DataError, match="empty list"):
+        ImageFolderDataset([])
+
+
+def test_list_images_is_sorted_recursive_and_case_insensitive(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    for name in ("b.PNG", "a.jpeg", "d/c.Jpg", "e.gif", "f.txt"):
+        (tmp_path / name).write_bytes(b"")
+    found = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)]
+    assert found == ["a.jpeg", "b.PNG", "d/c.Jpg"]
+
+
+def test_images_smaller_than_crop_are_skipped(
+    bundled_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = _photo(bundled_dir, "coffee")
+    _copy_photo(src, tmp_path / "big.png")
+    _copy_photo(src, tmp_path / "narrow.png", size=(100, 400))  # tall but too narrow
+    _copy_photo(src, tmp_path / "tiny.png", size=(50, 40))
+    with caplog.at_level(logging.WARNING, logger=data.__name__):
+        ds = ImageFolderDataset(tmp_path, mode="train", crop_size=256)
+    assert ds.too_small == 2 and ds.skipped == 0
+    assert [p.name for p in ds.paths] == ["big.png"]
+    assert any("2 image(s) smaller than crop_size=256" in r.getMessage() for r in caplog.records)
+    # Validation keeps every image whatever its size.
+    assert len(ImageFolderDataset(tmp_path, mode="val")) == 3
+
+
+def test_all_too_small_raises_with_needed_size(bundled_dir: Path, tmp_path: Path) -> None:
+    _copy_photo(_photo(bundled_dir, "coffee"), tmp_path / "small.png", size=(300, 200))
+    with pytest.raises(DataError, match="at least 256x256") as err:
+        ImageFolderDataset(tmp_path, mode="train", crop_size=256)
+    assert "200" in str(err.value)
+
+
+def test_grayscale_rgba_palette_and_16bit_become_rgb(bundled_dir: Path, tmp_path: Path) -> None:
+    rgb = Image.open(_photo(bundled_dir, "chelsea")).convert("RGB")
+    gray = rgb.convert("L")
+    gray.save(tmp_path / "gray.png")
+    rgba = rgb.copy()
+    rgba.putalpha(128)
+    rgba.save(tmp_path / "rgba.png")
+    palette = rgb.quantize(256)
+    palette.save(tmp_path / "palette.png")
+    rgb.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    gray16 = np.asarray(gray).astype(np.uint16) * 257  # exact 8 -> 16 bit scaling
+    Image.fromarray(gray16).save(tmp_path / "gray16.png")
+
+    ds = ImageFolderDataset(tmp_path, mode="val")
+    assert ds.skipped == 0
+    items = {p.stem: ds[i] for i, p in enumerate(ds.paths)}
+    for name, item in items.items():
+        assert item.shape == (3, 300, 451), name
+    gray_t = torch.from_numpy(np.array(gray)).float() / 255
+    for name in ("gray", "gray16"):
+        assert torch.allclose(items[name], gray_t.expand(3, -1, -1), atol=1e-6), name
+    rgb_t = _chw(rgb).float() / 255
+    assert torch.equal(items["rgba"], rgb_t)  # alpha dropped, colour kept
+    palette_t = _chw(palette).float() / 255
+    assert torch.equal(items["palette"], palette_t)
+    assert (items["cmyk"] - rgb_t).abs().mean() < 0.05
+    assert (items["rgba"][0] - items["rgba"][1]).abs().mean() > 0.01  # still colour
+
+
+# --- loader ---------------------------------------------------------------------------------
+
+
+def _epoch_batches(bundled_dir: Path, epochs: list[int], num_workers: int = 0) -> list[list[torch.Tensor]]:
+    ds = ImageFolderDataset(
+        bundled_photos("train", bundled_dir), mode="train", crop_size=64, crops_per_image=2, seed=11
+    )
+    loader = make_loader(ds, batch_size=4, shuffle=True, seed=11, pin_memory=False, num_workers=num_workers)
+    out = []
+    for epoch in epochs:
+        loader.set_epoch(epoch)
+        out.append(list(loader))
+    return out
+
+
+def test_loader_is_deterministic_and_resumable(bundled_dir: Path) -> None:
+    full = _epoch_batches(bundled_dir, [0, 1, 2])
+    again = _epoch_batches(bundled_dir, [0, 1, 2])
+    resumed = _epoch_batches(bundled_dir, [2])  # a run resumed at epoch 2
+    workers = _epoch_batches(bundled_dir, [0, 1], num_workers=2)  # worker processes change nothing
+    for a, b in zip(full, again):
+        assert len(a) == 3 and all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(full[2], resumed[0]))
+    for a, b in zip(full, workers):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(full[0][0], full[1][0])
+    assert full[0][0].shape == (4, 3, 64, 64) and full[0][-1].shape == (4, 3, 64, 64)
+
+
+def test_loader_order_and_global_rng(bundled_dir: Path) -> None:
+    ds = ImageFolderDataset(bundled_photos("val", bundled_dir), mode="val")
+    plain = make_loader(ds, batch_size=1, shuffle=False, seed=0, pin_memory=False)
+    assert [b.shape[-2:] for b in plain] == [(512, 512), (427, 640)]
+    sampler = make_loader(ds, batch_size=1, shuffle=True, seed=0, pin_memory=False).sampler
+    orders = set()
+    for epoch in range(8):
+        sampler.set_epoch(epoch)
+        orders.add(tuple(sampler))
+    assert orders == {(0, 1), (1, 0)}
+    # Iterating the loader does not consume the global torch RNG.
+    torch.manual_seed(0)
+    expected = torch.rand(1)
+    torch.manual_seed(0)
+    list(plain)
+    assert torch.equal(torch.rand(1), expected)

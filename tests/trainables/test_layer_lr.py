@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+import hpcm
+from trainables.layer_lr import GROUPS, LayerLRConfig, LayerLRManager, group_of
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return hpcm.create_model("tiny")
+
+
+def test_every_parameter_has_exactly_one_group(tiny):
+    manager = LayerLRManager(tiny, LayerLRConfig())
+    counted = sum(row["parameters"] for row in manager.table())
+    assert counted == sum(p.numel() for p in tiny.parameters())
+    assert all(row["parameters"] > 0 for row in manager.table())
+    assert group_of("adaptive_params_list.3") == "context"
+    assert group_of("attn_s2.conv_q.weight") == "context"
+    assert group_of("scales_hyper") == "entropy"
+    with pytest.raises(ValueError, match="no LR group"):
+        group_of("unknown.weight")
+
+
+def test_group_learning_rates_follow_multipliers(tiny):
+    config = LayerLRConfig(base_lr=2e-4, context_lr_ratio=0.05)
+    lrs = {g["name"]: g["lr"] for g in LayerLRManager(tiny, config).param_groups()}
+    assert lrs["g_a"] == pytest.approx(2e-4) and lrs["g_s"] == pytest.approx(2e-4)
+    assert lrs["h_a"] == pytest.approx(1e-4) and lrs["h_s"] == pytest.approx(1e-4)
+    assert lrs["context"] == pytest.approx(1e-5)
+    assert set(lrs) == set(GROUPS)
+
+
+@pytest.mark.parametrize("strategy, frozen_at_0", [
+    ("none", set()),
+    ("entropy", {"entropy"}),
+    ("progressive", {"entropy", "h_a", "h_s", "context"}),
+])
+def test_freeze_strategies(tiny, strategy, frozen_at_0):
+    extra = dict(unfreeze_h_epoch=2, unfreeze_context_epoch=4) if strategy == "progressive" else {}
+    manager = LayerLRManager(tiny, LayerLRConfig(freeze_strategy=strategy, **extra))
+    manager.apply(0)
+    frozen = {g for g in GROUPS if not any(p.requires_grad for _, p in manager.params[g])}
+    assert frozen == frozen_at_0
+    if strategy == "progressive":
+        manager.apply(2)
+        assert {g for g in GROUPS if manager.is_frozen(g, 2)} == {"entropy", "context"}
+        manager.apply(4)
+        assert {g for g in GROUPS if manager.is_frozen(g, 4)} == {"entropy"}
+
+
+def test_schedule_warms_up_each_group_from_its_start_and_decays(tiny):
+    config = LayerLRConfig(freeze_strategy="progressive", unfreeze_h_epoch=3,
+                           unfreeze_context_epoch=6, warmup_epochs=1, decay_to=0.1)
+    manager = LayerLRManager(tiny, config)
+    schedules = dict(zip([g["name"] for g in manager.param_groups()], manager.schedules(10)))
+    assert schedules["h_a"](2) == 0.0 and schedules["h_a"](3) > 0.0
+    assert schedules["context"](5) == 0.0 and schedules["context"](6) > 0.0
+    assert schedules["entropy"](9) == 0.0
+    assert schedules["g_a"](0) == pytest.approx(0.5)  # first warm-up epoch
+    assert schedules["g_a"](9) == pytest.approx(0.1)  # decayed to decay_to at the end
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(context_lr_ratio=0.0), "context_lr_ratio"),
+    (dict(context_lr_ratio=1.5), "context_lr_ratio"),
+    (dict(freeze_strategy="all"), "unknown freeze strategy"),
+    (dict(freeze_strategy="progressive", unfreeze_h_epoch=5, unfreeze_context_epoch=3),
+     "unfreeze_h_epoch < unfreeze_context_epoch"),
+    (dict(base_lr=-1.0), "base_lr"),
+])
+def test_bad_configs_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LayerLRConfig(**kwargs)

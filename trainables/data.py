@@ -1,0 +1,433 @@
+"""Images for fine-tuning and validating HPCM models, with reproducible random crops.
+
+Training uses random ``crop_size`` crops with random horizontal and vertical flips; validation
+uses whole images (the model side pads them to its multiple). Every image is returned as a
+float32 tensor in [0, 1] with shape (3, H, W).
+
+Images are decoded once when a dataset is built and kept in memory as uint8 tensors: the
+bundled sets are a few megabytes, and decoding PNG/JPEG on every step would dominate a CPU run.
+For a large folder of your own this costs 3 bytes per pixel of RAM.
+
+The randomness of a crop depends only on ``(seed, epoch, index)``, never on the global
+``random``/``numpy``/``torch`` state or on which worker process loads it, so a run is
+deterministic on CPU and a run resumed at epoch ``e`` sees exactly the crops it would have seen.
+
+Default data: real photos shipped inside pip packages (scikit-image and scikit-learn), written
+once as PNG files into a cache folder; nothing is downloaded. No pip package ships Kodak, CLIC,
+Tecnick or DIV2K (and the larger ``mvtb-data`` photo package is not a dependency): point
+:class:`ImageFolderDataset` at your own folders for serious training or evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+
+# Fixed split of the bundled photos. Validation gets two different kinds of scene: a studio
+# portrait with saturated colours (astronaut) and an outdoor scene with sky and fine structure
+# (rocket). The motorcycle stereo pair stays together in train, so no near-duplicate of a
+# training photo is ever used for validation.
+BUNDLED_SPLIT: dict[str, tuple[str, ...]] = {
+    "train": (
+        "chelsea",
+        "coffee",
+        "motorcycle_left",
+        "motorcycle_right",
+        "china",
+        "flower",
+    ),
+    "val": ("astronaut", "rocket"),
+}
+
+# (width, height) of each bundled photo, as shipped by the packages.
+BUNDLED_SIZES: dict[str, tuple[int, int]] = {
+    "astronaut": (512, 512),
+    "chelsea": (451, 300),
+    "coffee": (600, 400),
+    "rocket": (640, 427),
+    "motorcycle_left": (741, 500),
+    "motorcycle_right": (741, 500),
+    "china": (640, 427),
+    "flower": (640, 427),
+}
+
+# Pillow failures for unreadable files: OSError covers UnidentifiedImageError and truncated
+# data; the others come from broken chunks / early EOF in some plugins and from oversized images.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+class DataError(ValueError):
+    """A data problem the user must fix (missing folder, no usable image, ...)."""
+
+
+class CropParams(NamedTuple):
+    """Where a training item is cut from its image and how it is flipped."""
+
+    image_index: int
+    top: int
+    left: int
+    hflip: bool
+    vflip: bool
+
+
+def default_cache_dir() -> Path:
+    """Cache folder for materialised data: ``$HPCM_TUNE_CACHE`` or ``~/.cache/hpcm-tune``."""
+    env = os.environ.get("HPCM_TUNE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "hpcm-tune"
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """All PNG/JPEG files under ``folder`` (recursive, suffix case-insensitive), sorted.
+
+    Raises:
+        DataError: if ``folder`` does not exist, is not a folder, or holds no image file.
+    """
+    root = Path(folder).expanduser()
+    if not root.exists():
+        raise DataError(f"image folder {root} does not exist; pass an existing folder of PNG/JPEG files")
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder; pass a folder of PNG/JPEG files")
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DataError(f"no .png/.jpg/.jpeg file in {root}; put images there or pass another folder")
+    return paths
+
+
+def _decode_uint8(path: str | Path) -> torch.Tensor:
+    """Decode an image file to a (3, H, W) uint8 RGB tensor; raises Pillow's errors as is."""
+    with Image.open(path) as img:
+        img.load()  # Image.open is lazy: force the decode so corrupt data fails here.
+        # Camera JPEGs store rotation in EXIF; apply it so pixels match what viewers show.
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+            # 16-bit greyscale (PNG opens as I;16 or I): scale to 8 bits, the models train on 8-bit data.
+            gray = np.asarray(img, dtype=np.float64) * (255.0 / 65535.0)
+            arr = np.repeat(np.clip(np.rint(gray), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+        elif img.mode == "F":
+            gray = np.clip(np.rint(np.asarray(img, dtype=np.float64) * 255.0), 0, 255)
+            arr = np.repeat(gray.astype(np.uint8)[..., None], 3, axis=2)
+        else:
+            if img.mode == "P":
+                # Going through RGBA avoids Pillow's warning for palettes with transparency.
+                img = img.convert("RGBA")
+            arr = np.asarray(img.convert("RGB"), dtype=np.uint8)  # drops alpha, converts L/CMYK/...
+    # np.array copies: Pillow's buffers are read-only and torch wants writable memory.
+    return torch.from_numpy(np.array(arr)).permute(2, 0, 1).contiguous()
+
+
+def load_rgb(path: str | Path) -> torch.Tensor:
+    """Load an image as a (3, H, W) float32 RGB tensor in [0, 1].
+
+    Greyscale (L, LA, 16-bit), RGBA, palette and CMYK images are converted to RGB; alpha is
+    dropped and 16-bit data is rounded to 8 bits. EXIF orientation is applied.
+
+    Raises:
+        DataError: if the file cannot be read or decoded.
+    """
+    try:
+        pixels = _decode_uint8(path)
+    except _DECODE_ERRORS as exc:
+        raise DataError(f"cannot read image {path}: {exc}; replace or remove the file") from exc
+    return pixels.float().div_(255.0)
+
+
+def _item_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed from (seed, epoch, index), stable across processes and Python versions."""
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+class ImageFolderDataset(Dataset[torch.Tensor]):
+    """Images from a folder (or a list of files) as float32 (3, H, W) tensors in [0, 1].
+
+    ``mode="train"``: ``len = n_images * crops_per_image``; item ``i`` is a random
+    ``crop_size`` x ``crop_size`` crop of image ``i // crops_per_image``, flipped horizontally
+    and vertically each with probability 1/2. The crop depends only on ``(seed, epoch, i)``;
+    call :meth:`set_epoch` at the start of every epoch.
+
+    ``mode="val"``: one item per image, the whole image without augmentation.
+
+    Unreadable files are skipped with one warning (count in ``skipped``); in train mode images
+    smaller than the crop are skipped likewise (count in ``too_small``). All images are decoded
+    once at construction and kept in memory as uint8 (see the module docstring).
+
+    Raises:
+        DataError: no readable image, or (train) no image at least ``crop_size`` on each side.
+    """
+
+    def __init__(
+        self,
+        source: str | Path | Sequence[str | Path],
+        mode: Literal["train", "val"] = "train",
+        crop_size: int | None = 256,
+        crops_per_image: int = 1,
+        seed: int = 0,
+    ) -> None:
+        if mode not in ("train", "val"):
+            raise DataError(f"mode must be 'train' or 'val', got {mode!r}")
+        if mode == "train":
+            if crop_size is None or crop_size < 1:
+                raise DataError(f"train mode needs a positive crop_size, got {crop_size!r}")
+            if crops_per_image < 1:
+                raise DataError(f"crops_per_image must be >= 1, got {crops_per_image}")
+        self.mode = mode
+        self.crop_size = crop_size
+        self.crops_per_image = crops_per_image if mode == "train" else 1
+        self.seed = seed
+        self.epoch = 0
+
+        if isinstance(source, (str, Path)):
+            candidates = list_images(source)
+            where = str(source)
+        else:
+            candidates = [Path(p) for p in source]
+            where = f"the {len(candidates)} given paths"
+            if not candidates:
+                raise DataError("empty list of image paths; pass at least one PNG/JPEG file")
+
+        images: list[torch.Tensor] = []
+        paths: list[Path] = []
+        unreadable: list[str] = []
+        for path in candidates:
+            try:
+                images.append(_decode_uint8(path))
+                paths.append(path)
+            except _DECODE_ERRORS as exc:
+                unreadable.append(f"{path} ({type(exc).__name__}: {exc})")
+        self.skipped = len(unreadable)
+        if not images:
+            raise DataError(
+                f"none of the {len(candidates)} image files in {where} could be read "
+                f"(first: {unreadable[0]}); check that they are valid PNG/JPEG files"
+            )
+        if unreadable:
+            logger.warning("skipped %d unreadable image file(s): %s", len(unreadable), "; ".join(unreadable))
+
+        self.too_small = 0
+        if mode == "train":
+            assert crop_size is not None  # checked above; narrows the type
+            keep = [min(img.shape[1:]) >= crop_size for img in images]
+            small = [
+                f"{p} ({img.shape[2]}x{img.shape[1]})" for p, img, k in zip(paths, images, keep) if not k
+            ]
+            self.too_small = len(small)
+            if not any(keep):
+                largest = max(min(img.shape[1:]) for img in images)
+                raise DataError(
+                    f"all {len(images)} readable images in {where} are smaller than crop_size={crop_size}; "
+                    f"training needs images of at least {crop_size}x{crop_size} pixels "
+                    f"(largest short side found: {largest}); use a smaller crop_size or larger images"
+                )
+            if small:
+                logger.warning(
+                    "skipped %d image(s) smaller than crop_size=%d x %d: %s",
+                    len(small), crop_size, crop_size, "; ".join(small),
+                )
+            images = [img for img, k in zip(images, keep) if k]
+            paths = [p for p, k in zip(paths, keep) if k]
+
+        self.images = images
+        self.paths = paths
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose crops :meth:`__getitem__` returns (train mode)."""
+        if epoch < 0:
+            raise DataError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.images) * self.crops_per_image
+
+    def crop_params(self, index: int) -> CropParams:
+        """The crop and flips of train item ``index`` in the current epoch."""
+        if self.mode != "train":
+            raise DataError("crop_params is only defined in train mode")
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        assert self.crop_size is not None  # train mode guarantees it
+        image_index = index // self.crops_per_image
+        _, height, width = self.images[image_index].shape
+        gen = torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, index))
+        top = int(torch.randint(height - self.crop_size + 1, (1,), generator=gen))
+        left = int(torch.randint(width - self.crop_size + 1, (1,), generator=gen))
+        hflip, vflip = (bool(b) for b in torch.randint(2, (2,), generator=gen))
+        return CropParams(image_index, top, left, hflip, vflip)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if self.mode == "val":
+            if not 0 <= index < len(self):
+                raise IndexError(f"index {index} out of range for {len(self)} items")
+            return self.images[index].float().div_(255.0)
+        params = self.crop_params(index)
+        size = self.crop_size
+        assert size is not None  # train mode guarantees it
+        top, left = params.top, params.left
+        crop = self.images[params.image_index][:, top : top + size, left : left + size]
+        dims = [d for d, flip in ((2, params.hflip), (1, params.vflip)) if flip]
+        if dims:
+            crop = torch.flip(crop, dims)  # torch.flip copies, so the cached image is untouched
+        return crop.float().div_(255.0)
+
+
+def _skimage_photo(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import skimage.data
+
+        if name.startswith("motorcycle_"):
+            left, right, _disparity = skimage.data.stereo_motorcycle()
+            return left if name == "motorcycle_left" else right
+        return getattr(skimage.data, name)()
+
+    return load
+
+
+def _sklearn_photo(filename: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(filename)
+
+    return load
+
+
+# Natural colour photos that load offline. Left out on purpose: skimage's `cat` (same photo as
+# chelsea), hubble_deep_field (astronomy), retina / immunohistochemistry (medical), colorwheel /
+# logo (synthetic) and the greyscale images.
+_BUNDLED_LOADERS: dict[str, Callable[[], np.ndarray]] = {
+    **{name: _skimage_photo(name) for name in
+       ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "motorcycle_right")},
+    "china": _sklearn_photo("china.jpg"),
+    "flower": _sklearn_photo("flower.jpg"),
+}
+
+
+def _write_png_atomic(pixels: np.ndarray, target: Path) -> None:
+    """Write ``pixels`` (H, W, 3 uint8) to ``target`` via a temp file and os.replace.
+
+    Parallel trials may materialise the same file at once; the atomic rename means a reader
+    never sees a half-written PNG.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            Image.fromarray(pixels).save(handle, format="PNG")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def bundled_photos(split: str, cache_dir: str | Path | None = None) -> list[Path]:
+    """Paths of the bundled photos of ``split`` ("train" or "val"), materialised as PNG.
+
+    The photos come from scikit-image and scikit-learn (no download) and are written once to
+    ``<cache_dir>/bundled/<split>/<name>.png`` (``cache_dir`` defaults to
+    :func:`default_cache_dir`). The split is fixed, see :data:`BUNDLED_SPLIT`.
+    """
+    if split not in BUNDLED_SPLIT:
+        raise DataError(f"unknown bundled split {split!r}; use one of {sorted(BUNDLED_SPLIT)}")
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    folder = root / "bundled" / split
+    paths = []
+    for name in BUNDLED_SPLIT[split]:
+        target = folder / f"{name}.png"
+        if not target.is_file():
+            _write_png_atomic(_BUNDLED_LOADERS[name](), target)
+        paths.append(target)
+    return paths
+
+
+def default_datasets(
+    crop_size: int = 256,
+    crops_per_image: int = 1,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+) -> tuple[ImageFolderDataset, ImageFolderDataset]:
+    """The bundled photos as ``(train_ds, val_ds)``: random crops for train, whole images for val."""
+    train_ds = ImageFolderDataset(
+        bundled_photos("train", cache_dir), mode="train",
+        crop_size=crop_size, crops_per_image=crops_per_image, seed=seed,
+    )
+    val_ds = ImageFolderDataset(bundled_photos("val", cache_dir), mode="val", seed=seed)
+    return train_ds, val_ds
+
+
+class EpochSampler(Sampler[int]):
+    """Indices ``0..n-1``, shuffled with a permutation that depends only on ``(seed, epoch)``."""
+
+    def __init__(self, length: int, shuffle: bool, seed: int) -> None:
+        self.length = length
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order :meth:`__iter__` yields."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.length))
+        gen = torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, -1))
+        return iter(torch.randperm(self.length, generator=gen).tolist())
+
+
+class EpochDataLoader(DataLoader):
+    """A DataLoader whose order and crops are a function of ``(seed, epoch)`` only.
+
+    Call :meth:`set_epoch` before iterating each epoch (epoch 0 is the default).
+    """
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch on the sampler, the dataset and the loader's own generator."""
+        self.sampler.set_epoch(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        self.generator.manual_seed(_item_seed(self.sampler.seed, epoch, -2))
+
+
+def make_loader(
+    dataset: Dataset[torch.Tensor],
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    pin_memory: bool,
+    num_workers: int = 0,
+) -> EpochDataLoader:
+    """A deterministic loader over ``dataset``; call ``loader.set_epoch(e)`` before each epoch.
+
+    The shuffle order is reseeded from ``seed + epoch``, so a run resumed at epoch ``e`` gets the
+    same batches as an uninterrupted one. ``pin_memory`` should be True only when training on CUDA.
+    Workers are not persistent, so they pick up the dataset's epoch at each new iteration.
+    """
+    sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed)
+    # DataLoader draws a worker base seed from `generator` at every iteration, even with
+    # num_workers=0; without our own generator it would consume the global torch RNG and
+    # shift model-side randomness.
+    generator = torch.Generator().manual_seed(_item_seed(seed, 0, -2))
+    return EpochDataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        generator=generator,
+    )

@@ -1,0 +1,82 @@
+"""Where a trial reports to: Ray Tune (a sweep) or a local folder (``finetune``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from trainables.trial import load_state, run_trial, save_state
+
+log = logging.getLogger(__name__)
+
+
+class TuneSession:
+    """Ray Tune's function-API session: ``tune.get_checkpoint`` and ``tune.report``."""
+
+    def restore(self) -> dict | None:
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as directory:
+            return load_state(Path(directory))
+
+    def report(self, metrics: dict[str, Any], state: dict | None) -> None:
+        from ray import tune
+
+        if state is None:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory(prefix="hpcm-ckpt-") as directory:
+            save_state(state, Path(directory))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def hpcm_trainable(config: dict) -> None:
+    """Ray Tune function trainable: one HPCM fine-tune per trial."""
+    import ray
+
+    # Worker processes start without logging set up; the device choice must be visible.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    run_trial(config, TuneSession(), gpu_ids=ray.get_gpu_ids())
+
+
+class LocalSession:
+    """A folder with ``latest/`` and ``best/`` states and ``metrics.jsonl``; prints each epoch."""
+
+    def __init__(self, directory: Path, resume: bool) -> None:
+        self.directory = Path(directory)
+        self.resume = resume
+        self.best_loss = math.inf
+
+    def restore(self) -> dict | None:
+        if not self.resume:
+            return None
+        state = load_state(self.directory / "latest")
+        self.best_loss = state["best"]["loss"]
+        return state
+
+    def report(self, metrics: dict[str, Any], state: dict | None) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        print(f"epoch {metrics['epoch']:3d}  loss {metrics['loss']:.4f}  "
+              f"s1 {metrics['s1']:.4f}  s2 {metrics['s2']:.4f}  s3 {metrics['s3']:.4f}  "
+              f"bpp {metrics['bpp']:.4f}  psnr {metrics['psnr']:.2f} dB  "
+              f"{metrics['images_per_s']:.1f} img/s", flush=True)
+        if state is None:
+            return
+        save_state(state, self.directory / "latest")
+        if metrics["loss"] <= self.best_loss:
+            self.best_loss = metrics["loss"]
+            shutil.copyfile(self.directory / "latest" / "trial_state.pt",
+                            self.directory / "best.pt.tmp")
+            (self.directory / "best.pt.tmp").replace(self.directory / "best.pt")

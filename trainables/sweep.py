@@ -1,0 +1,217 @@
+"""A Ray Tune experiment around the HPCM trainable: Optuna search, per-scale stopper, resume.
+
+The experiment folder holds Tune's own state plus ``hpcm_tune_experiment.json`` (the sweep
+options). ``resume`` only restores folders that carry that marker: restoring unpickles
+Tune's state, so it must never touch a directory this project did not create.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MARKER = "hpcm_tune_experiment.json"
+METRIC, MODE = "best_loss", "min"
+
+
+class SweepError(RuntimeError):
+    """A sweep cannot start or resume; the message says what to do."""
+
+
+@dataclass
+class SweepOptions:
+    """Everything a sweep needs; saved in the experiment folder for ``resume``."""
+
+    name: str
+    storage_path: str
+    trial: dict[str, Any] = field(default_factory=dict)  # constant part of every trial config
+    epochs: int = 12
+    num_samples: int = 8
+    preset: str = "optuna"
+    wide_space: bool = False
+    seed: int = 0
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    max_concurrent: int | None = None
+    max_failures: int = 2
+    optuna_storage: str | None = None
+    budget_epochs: int | None = None
+    budget_device_hours: float | None = None
+
+    @property
+    def path(self) -> str:
+        return join_storage(self.storage_path, self.name)
+
+
+def join_storage(storage_path: str, name: str) -> str:
+    return f"{storage_path.rstrip('/')}/{name}" if "://" in storage_path else str(
+        Path(storage_path) / name)
+
+
+def _trainable(options: SweepOptions):
+    from ray import tune
+
+    from trainables.sessions import hpcm_trainable
+
+    return tune.with_resources(
+        hpcm_trainable, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
+
+
+def max_concurrent_trials(options: SweepOptions) -> int:
+    """How many trials the cluster can run at once with the per-trial resources."""
+    import ray
+
+    if options.max_concurrent:
+        return options.max_concurrent
+    total = ray.cluster_resources()
+    fits = [total.get("CPU", 0) / options.cpus_per_trial]
+    if options.gpus_per_trial:
+        fits.append(total.get("GPU", 0) / options.gpus_per_trial)
+    concurrent = max(1, int(min(fits)))
+    log.info("max_concurrent_trials=%d from the cluster's resources %s", concurrent,
+             {k: total[k] for k in ("CPU", "GPU") if k in total})
+    return concurrent
+
+
+def check_resources(options: SweepOptions) -> None:
+    """Refuse a trial shape that no node of the cluster can ever hold (never stuck PENDING)."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if not any(n.get("CPU", 0) >= options.cpus_per_trial
+               and n.get("GPU", 0) >= options.gpus_per_trial for n in nodes):
+        most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+        most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+        raise SweepError(
+            f"a trial asks for {options.cpus_per_trial} CPUs and {options.gpus_per_trial} GPUs "
+            f"but the largest node has {most_cpus:g} CPUs and {most_gpus:g} GPUs: lower "
+            "--cpus-per-trial/--gpus-per-trial or add bigger nodes")
+
+
+def build_tuner(options: SweepOptions):
+    """The Tuner of a new sweep (Ray must be initialised)."""
+    import optuna
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from search_spaces import FineTuneSpace, preset_points
+    from stoppers import AllScalesStopper
+
+    storage = None
+    if options.optuna_storage:
+        try:
+            storage = optuna.storages.RDBStorage(options.optuna_storage)
+        except Exception as exc:  # SQLAlchemy raises many types; all mean "cannot open"
+            raise SweepError(f"cannot open the Optuna storage {options.optuna_storage!r}: "
+                             f"{exc}. Give a writable URL such as sqlite:///study.db") from exc
+    searcher = OptunaSearch(
+        space=FineTuneSpace(max_epochs=options.epochs, wide=options.wide_space),
+        metric=METRIC, mode=MODE,
+        points_to_evaluate=preset_points(options.preset, options.epochs),
+        sampler=optuna.samplers.TPESampler(seed=options.seed),
+        study_name=options.name, storage=storage,
+    )
+    param_space = dict(options.trial, epochs=options.epochs, seed=options.seed)
+    return tune.Tuner(
+        _trainable(options),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, metric=METRIC, mode=MODE,
+            num_samples=options.num_samples,
+            max_concurrent_trials=max_concurrent_trials(options),
+        ),
+        run_config=tune.RunConfig(
+            name=options.name,
+            storage_path=options.storage_path,
+            stop=AllScalesStopper(max_trial_epochs=options.budget_epochs,
+                                  max_device_hours=options.budget_device_hours),
+            failure_config=tune.FailureConfig(max_failures=options.max_failures),
+            # Tune always keeps the latest checkpoint too, so this keeps latest + best.
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute="loss",
+                checkpoint_score_order="min"),
+        ),
+    )
+
+
+def write_marker(options: SweepOptions) -> None:
+    path = options.path
+    if "://" in path:  # remote storage: Tune writes there, the marker goes through pyarrow
+        import pyarrow.fs
+
+        fs, root = pyarrow.fs.FileSystem.from_uri(path)
+        fs.create_dir(root, recursive=True)
+        with fs.open_output_stream(f"{root}/{MARKER}") as f:
+            f.write(json.dumps(asdict(options), indent=2).encode())
+        return
+    Path(path).mkdir(parents=True, exist_ok=True)
+    tmp = Path(path) / f".{MARKER}.tmp"
+    tmp.write_text(json.dumps(asdict(options), indent=2))
+    os.replace(tmp, Path(path) / MARKER)
+
+
+def read_marker(path: str) -> SweepOptions:
+    marker = Path(path) / MARKER
+    if not marker.is_file():
+        raise SweepError(f"{path} is not a hpcm-tune experiment (no {MARKER}); "
+                         "give the folder that `tune_main.py run` printed")
+    return SweepOptions(**json.loads(marker.read_text()))
+
+
+def run_sweep(options: SweepOptions):
+    """Start a new sweep and wait for it; returns Tune's ResultGrid."""
+    check_resources(options)
+    tuner = build_tuner(options)
+    write_marker(options)
+    return tuner.fit()
+
+
+def resume_sweep(path: str, retry_errored: bool = False):
+    """Continue an interrupted sweep from its folder (Tuner.restore)."""
+    from ray import tune
+
+    options = read_marker(path)
+    if not tune.Tuner.can_restore(path):
+        raise SweepError(f"{path} holds no Tune experiment state to resume from")
+    log.warning("resuming unpickles the experiment state in %s: only resume folders "
+                "you created yourself", path)
+    check_resources(options)
+    tuner = tune.Tuner.restore(path, trainable=_trainable(options), resume_errored=True,
+                               restart_errored=retry_errored)
+    return tuner.fit(), options
+
+
+def summarize(results, options: SweepOptions) -> dict[str, Any]:
+    """Best config, its per-scale best epochs, and epochs used vs the full budget."""
+    df = results.get_dataframe()
+    epochs_used = int(df["training_iteration"].fillna(0).sum()) if len(df) else 0
+    budget = len(df) * options.epochs
+    summary: dict[str, Any] = {
+        "trials": len(df),
+        "errors": len(results.errors),
+        "epochs_used": epochs_used,
+        "epochs_budget": budget,
+        "compute_saved": 1 - epochs_used / budget if budget else math.nan,
+        "stopped_early": int(((df.get("patience/all_stopped") == True)  # noqa: E712
+                              & (df["training_iteration"] < options.epochs)).sum())
+        if "patience/all_stopped" in df else 0,
+        "path": options.path,
+    }
+    if summary["trials"] > summary["errors"]:
+        best = results.get_best_result(metric=METRIC, mode=MODE)
+        summary["best_loss"] = best.metrics[METRIC]
+        summary["best_config"] = {k: v for k, v in best.config.items()
+                                  if k in ("context_lr_ratio", "freeze_strategy",
+                                           "unfreeze_h_epoch", "unfreeze_context_epoch",
+                                           "base_lr", "h_multiplier")}
+        summary["best_scale_epochs"] = {
+            s: best.metrics.get(f"patience/{s}/best_epoch") for s in ("s1", "s2", "s3")}
+        summary["best_trial_path"] = best.path
+    return summary

@@ -1,0 +1,152 @@
+"""One fine-tune trial: FineTuner + per-scale AdaptivePatience + checkpoints + reports.
+
+``run_trial`` is the single code path of a sweep trial (``tune_trainable.hpcm_trainable``)
+and of ``tune_main.py finetune``; only the ``Session`` differs (Ray Tune's report/checkpoint
+or a local folder). The patience state is checkpointed together with the weights, so a
+trial restored after a crash replays exactly the decisions of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+import hpcm
+from stoppers import AdaptivePatience, report_fields
+from trainables.data import ImageFolderDataset, default_datasets
+from trainables.finetune import FineTuneConfig, FineTuner, select_device
+from trainables.layer_lr import LayerLRConfig
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "trial_state.pt"
+SCALES = ("s1", "s2", "s3")
+
+
+class Session(Protocol):
+    """Where a trial restores from and reports to."""
+
+    def restore(self) -> dict | None: ...
+
+    def report(self, metrics: dict[str, Any], state: dict | None) -> None: ...
+
+
+def trial_config(config: dict) -> tuple[FineTuneConfig, dict]:
+    """Split a flat Tune config into a FineTuneConfig and the trial options.
+
+    The searched knobs (``context_lr_ratio``, ``freeze_strategy``, unfreeze epochs, and
+    optionally ``base_lr`` / ``h_multiplier``) are top-level keys so they show up as
+    ``config/<name>`` columns in Tune's results.
+    """
+    lr_keys = LayerLRConfig.__dataclass_fields__.keys()
+    layer_lr = LayerLRConfig(**{k: config[k] for k in lr_keys if k in config})
+    ft_keys = set(FineTuneConfig.__dataclass_fields__) - {"layer_lr"}
+    finetune = FineTuneConfig(layer_lr=layer_lr, **{k: config[k] for k in ft_keys if k in config})
+    return finetune, config
+
+
+def start_model(config: dict) -> hpcm.HPCM:
+    """The model a trial starts from: a project checkpoint, an official one, or a preset."""
+    path = config.get("checkpoint")
+    if path is None:
+        return hpcm.create_model(config.get("model", "tiny"))
+    if config.get("checkpoint_kind", "project") == "official":
+        return hpcm.load_official_checkpoint(path, variant=config.get("model", "base"))
+    return hpcm.load_model(path)
+
+
+def _datasets(config: dict, finetune: FineTuneConfig):
+    if config.get("train_dir"):
+        train = ImageFolderDataset(config["train_dir"], mode="train", crop_size=finetune.crop_size,
+                                   crops_per_image=finetune.crops_per_image, seed=finetune.seed)
+        val = ImageFolderDataset(config.get("val_dir") or config["train_dir"], mode="val")
+        return train, val
+    return default_datasets(finetune.crop_size, finetune.crops_per_image, finetune.seed)
+
+
+def run_trial(config: dict, session: Session, gpu_ids: list | None = None) -> dict[str, Any]:
+    """Fine-tune until every scale has stopped or the epoch budget is spent.
+
+    Returns the last reported metrics.
+    """
+    finetune, options = trial_config(config)
+    device = select_device(gpu_ids)
+    train_set, val_set = _datasets(options, finetune)
+    tuner = FineTuner(start_model(options), finetune, train_set, val_set, device)
+    patience = AdaptivePatience(scales=SCALES, **options.get("stopper", {}))
+    best = {"loss": math.inf, "epoch": -1}
+    scale_best_weights: dict[str, dict] = {}
+
+    state = session.restore()
+    if state is not None:
+        tuner.load_state_dict(state["trainer"])
+        patience.load_state_dict(state["patience"])
+        best = state["best"]
+        scale_best_weights = state.get("scale_best_weights", {})
+        log.info("resumed at epoch %d", tuner.epoch)
+
+    every = int(options.get("checkpoint_every", 1))
+    keep_scale_best = bool(options.get("keep_scale_best", False))
+    metrics: dict[str, Any] = {}
+    while tuner.epoch < finetune.epochs:
+        epoch = tuner.epoch
+        metrics = tuner.train_epoch()
+        metrics.update(tuner.validate())
+        decisions = patience.step(epoch, {s: metrics[s] for s in SCALES})
+        new_best = metrics["loss"] < best["loss"]
+        if new_best:
+            best = {"loss": metrics["loss"], "epoch": epoch}
+        if keep_scale_best:
+            for scale, decision in decisions.items():
+                if decision == "improved":
+                    scale_best_weights[scale] = _cpu_copy(tuner.model.state_dict())
+        metrics.update(tuner.learning_rates())
+        metrics.update(report_fields(patience))
+        metrics.update(
+            epoch=epoch, best_loss=best["loss"], best_epoch=best["epoch"],
+            trainable_params=tuner.layers.trainable_parameter_count(),
+            device=str(device), devices=len(gpu_ids) if gpu_ids else 1,
+            pid=os.getpid(),
+        )
+        done = patience.should_stop() or tuner.epoch >= finetune.epochs
+        save = new_best or done or (epoch + 1) % every == 0
+        state = None
+        if save:
+            state = {"trainer": tuner.state_dict(), "patience": patience.state_dict(),
+                     "best": best}
+            if keep_scale_best:
+                state["scale_best_weights"] = scale_best_weights
+        session.report(metrics, state)
+        if patience.should_stop():
+            log.info("all scales stopped at epoch %d", epoch)
+            break
+    return metrics
+
+
+def _cpu_copy(state_dict: dict) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state_dict.items()}
+
+
+def save_state(state: dict, directory: Path) -> Path:
+    """Write a trial state atomically: a temporary name in the same folder, then rename."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / STATE_FILE
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_state(directory: Path) -> dict:
+    return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)

@@ -1,0 +1,342 @@
+#!/usr/bin/env python3
+"""hpcm-tune: Ray Tune sweeps for context-aware fine-tuning of HPCM compression models.
+
+  python tune_main.py                      # the embedded demo sweep (tiny model, bundled photos)
+  python tune_main.py run [options]        # a sweep
+  python tune_main.py resume PATH          # continue an interrupted sweep
+  python tune_main.py finetune [options]   # one fine-tune without Ray, for debugging
+  python tune_main.py inspect-model --model base
+
+torch, Ray and the project packages are imported inside the commands so --help is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+COMMANDS = ("run", "resume", "finetune", "inspect-model")
+log = logging.getLogger("hpcm-tune")
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+# -- arguments -------------------------------------------------------------------------
+def _model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model", default="tiny", choices=("tiny", "base", "large"),
+                   help="HPCM preset (default: tiny, pre-trained once on the bundled photos)")
+    g.add_argument("--checkpoint", help="starting checkpoint: a hpcm-tune model or training "
+                   "checkpoint, or an official LIC-HPCM state_dict (with --official)")
+    g.add_argument("--official", action="store_true",
+                   help="--checkpoint uses the official LIC-HPCM key layout of --model")
+    g.add_argument("--train-dir", help="folder of training images (default: bundled photos)")
+    g.add_argument("--val-dir", help="folder of validation images (default: bundled photos)")
+
+
+def _training_args(p: argparse.ArgumentParser, epochs: int) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--lmbda", type=float, default=0.0483,
+                   help="rate-distortion lambda (default: the pre-trained tiny's)")
+    g.add_argument("--epochs", type=int, default=epochs, help="epoch budget per trial")
+    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--crop-size", type=int, default=128)
+    g.add_argument("--crops-per-image", type=int, default=2)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--checkpoint-every", type=int, default=1,
+                   help="epochs between checkpoints (a new best is always saved)")
+    g.add_argument("--keep-scale-best", action="store_true",
+                   help="also keep the weights of each scale's best epoch")
+    s = p.add_argument_group("per-scale stopper (default: scaled to the epoch budget)")
+    s.add_argument("--patience", type=int)
+    s.add_argument("--min-patience", type=int)
+    s.add_argument("--max-patience", type=int)
+    s.add_argument("--min-delta", type=float)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tune_main.py", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a sweep (the default command)")
+    _model_args(run)
+    _training_args(run, epochs=12)
+    g = run.add_argument_group("search")
+    g.add_argument("--preset", default="optuna",
+                   choices=("optuna", "seed-context-lr", "seed-freeze", "seed-ablation"))
+    g.add_argument("--wide-space", action="store_true", help="also search base_lr, h_multiplier")
+    g.add_argument("--num-samples", type=int, default=8, help="number of trials")
+    g.add_argument("--optuna-storage", help="persist the study, e.g. sqlite:///study.db")
+    g.add_argument("--budget-epochs", type=int, help="stop the sweep after this many epochs")
+    g.add_argument("--budget-device-hours", type=float,
+                   help="stop the sweep after this many device-hours")
+    c = run.add_argument_group("cluster")
+    c.add_argument("--cpus-per-trial", type=float, default=1)
+    c.add_argument("--gpus-per-trial", type=float, default=0,
+                   help="GPUs per trial; fractions share a GPU (default 0 = CPU)")
+    c.add_argument("--max-concurrent", type=int, help="default: from the cluster's resources")
+    c.add_argument("--max-failures", type=int, default=2,
+                   help="retries of a trial after a worker failure")
+    c.add_argument("--storage-path", default="results",
+                   help="local folder, NFS path or s3:// URI for results (default: ./results)")
+    c.add_argument("--name", help="experiment name (default: sweep-<date>-<time>)")
+    c.add_argument("--overwrite", action="store_true",
+                   help="replace an existing experiment of the same name")
+    c.add_argument("--address", help="join a running Ray cluster (default: start a local one)")
+    c.add_argument("--dashboard", action="store_true",
+                   help="start the Ray dashboard of the local cluster on 127.0.0.1:8265")
+
+    resume = sub.add_parser("resume", help="continue an interrupted sweep")
+    resume.add_argument("path", help="the experiment folder that `run` printed")
+    resume.add_argument("--retry-errored", action="store_true",
+                        help="restart trials that ended with an error")
+    resume.add_argument("--address", help="join a running Ray cluster")
+
+    ft = sub.add_parser("finetune", help="one fine-tune without Ray (same code path)")
+    _model_args(ft)
+    _training_args(ft, epochs=12)
+    g = ft.add_argument_group("layer-wise learning rates")
+    g.add_argument("--base-lr", type=float, default=1e-4)
+    g.add_argument("--context-lr-ratio", type=float, default=0.1)
+    g.add_argument("--freeze-strategy", default="entropy",
+                   choices=("none", "entropy", "progressive"))
+    g.add_argument("--unfreeze-h-epoch", type=int, default=0)
+    g.add_argument("--unfreeze-context-epoch", type=int, default=0)
+    g.add_argument("--out", default="results/finetune", help="output folder")
+    g.add_argument("--resume", action="store_true", help="continue from OUT/latest")
+
+    inspect = sub.add_parser("inspect-model", help="parameter groups, LRs and freezing")
+    _model_args(inspect)
+    inspect.add_argument("--context-lr-ratio", type=float, default=0.1)
+    inspect.add_argument("--freeze-strategy", default="entropy",
+                         choices=("none", "entropy", "progressive"))
+    inspect.add_argument("--epoch", type=int, default=0, help="show freezing at this epoch")
+    return parser
+
+
+# -- shared helpers --------------------------------------------------------------------
+def _stopper_settings(args: argparse.Namespace) -> dict:
+    """AdaptivePatience arguments: the report's defaults for long budgets, scaled for short."""
+    if args.epochs >= 100:
+        settings: dict = {}
+    else:
+        settings = dict(patience=4, min_patience=2, max_patience=10, window=4, rate_window=3,
+                        patience_up=2, patience_down=1)
+        log.info("epoch budget %d < 100: per-scale patience scaled down to %s (set "
+                 "--patience/--min-patience/--max-patience to override)", args.epochs, settings)
+    for key in ("patience", "min_patience", "max_patience", "min_delta"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    return settings
+
+
+def _start_checkpoint(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The checkpoint trials start from, validated once here rather than in every trial."""
+    import hpcm
+
+    if args.checkpoint is None:
+        if args.model != "tiny":
+            raise UsageError(f"fine-tuning {args.model} needs a trained checkpoint: pass "
+                             "--checkpoint PATH (add --official for a LIC-HPCM file)")
+        from trainables.pretrain import pretrained_tiny
+
+        return str(pretrained_tiny()), "project"
+    path = Path(args.checkpoint).resolve()
+    if args.official:
+        hpcm.load_official_checkpoint(path, variant=args.model)
+        return str(path), "official"
+    model = hpcm.load_model(path)
+    if model.config.name != args.model:
+        log.info("the checkpoint is a %s model; --model %s ignored", model.config.name,
+                 args.model)
+    return str(path), "project"
+
+
+def _trial_base(args: argparse.Namespace) -> dict:
+    for name in ("train_dir", "val_dir"):
+        folder = getattr(args, name)
+        if folder is not None and not Path(folder).is_dir():
+            raise UsageError(f"--{name.replace('_', '-')} {folder}: no such folder")
+    checkpoint, kind = _start_checkpoint(args)
+    return {
+        "model": args.model, "checkpoint": checkpoint, "checkpoint_kind": kind,
+        "train_dir": args.train_dir and str(Path(args.train_dir).resolve()),
+        "val_dir": args.val_dir and str(Path(args.val_dir).resolve()),
+        "lmbda": args.lmbda, "batch_size": args.batch_size, "crop_size": args.crop_size,
+        "crops_per_image": args.crops_per_image,
+        "checkpoint_every": args.checkpoint_every, "keep_scale_best": args.keep_scale_best,
+        "stopper": _stopper_settings(args),
+    }
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    checks = {"--lmbda": args.lmbda > 0, "--epochs": args.epochs > 0,
+              "--batch-size": args.batch_size > 0, "--crop-size": args.crop_size > 0,
+              "--crops-per-image": args.crops_per_image > 0,
+              "--checkpoint-every": args.checkpoint_every > 0}
+    if hasattr(args, "num_samples"):
+        checks.update({"--num-samples": args.num_samples > 0,
+                       "--cpus-per-trial": args.cpus_per_trial > 0,
+                       "--gpus-per-trial": args.gpus_per_trial >= 0})
+    for flag, ok in checks.items():
+        if not ok:
+            raise UsageError(f"{flag} must be positive, got {getattr(args, flag[2:].replace('-', '_'))}")
+
+
+# -- commands --------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    import ray
+
+    from trainables.sweep import SweepOptions, join_storage, run_sweep, summarize
+
+    _check_numbers(args)
+    name = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
+    storage = args.storage_path if "://" in args.storage_path else str(
+        Path(args.storage_path).resolve())
+    target = join_storage(storage, name)
+    if "://" not in target and Path(target).exists():
+        if not args.overwrite:
+            raise UsageError(f"experiment {target} already exists: choose another --name, "
+                             "`resume` it, or pass --overwrite")
+        import shutil
+
+        log.warning("--overwrite: removing %s", target)
+        shutil.rmtree(target)
+    options = SweepOptions(
+        name=name, storage_path=storage, trial=_trial_base(args), epochs=args.epochs,
+        num_samples=args.num_samples, preset=args.preset, wide_space=args.wide_space,
+        seed=args.seed, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+        optuna_storage=args.optuna_storage, budget_epochs=args.budget_epochs,
+        budget_device_hours=args.budget_device_hours,
+    )
+    _init_ray(args.address, dashboard=args.dashboard)
+    try:
+        start = time.perf_counter()
+        results = run_sweep(options)
+        _print_summary(summarize(results, options), time.perf_counter() - start)
+    finally:
+        ray.shutdown()
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    import ray
+
+    from trainables.sweep import resume_sweep, summarize
+
+    path = str(Path(args.path).resolve()) if "://" not in args.path else args.path
+    _init_ray(args.address, dashboard=False)
+    try:
+        start = time.perf_counter()
+        results, options = resume_sweep(path, retry_errored=args.retry_errored)
+        _print_summary(summarize(results, options), time.perf_counter() - start)
+    finally:
+        ray.shutdown()
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from trainables.sessions import LocalSession
+    from trainables.trial import run_trial
+
+    _check_numbers(args)
+    out = Path(args.out)
+    if args.resume and not (out / "latest").is_dir():
+        raise UsageError(f"--resume: {out}/latest does not exist")
+    if not args.resume and (out / "latest").exists():
+        raise UsageError(f"{out} already holds a fine-tune: pass --resume or another --out")
+    config = dict(
+        _trial_base(args), epochs=args.epochs, seed=args.seed, base_lr=args.base_lr,
+        context_lr_ratio=args.context_lr_ratio, freeze_strategy=args.freeze_strategy,
+        unfreeze_h_epoch=args.unfreeze_h_epoch,
+        unfreeze_context_epoch=args.unfreeze_context_epoch)
+    metrics = run_trial(config, LocalSession(out, resume=args.resume))
+    print(f"\nbest loss {metrics['best_loss']:.4f} at epoch {metrics['best_epoch']}; "
+          f"weights and state in {out.resolve()}")
+    return 0
+
+
+def cmd_inspect_model(args: argparse.Namespace) -> int:
+    import hpcm
+    from trainables.layer_lr import LayerLRConfig, LayerLRManager
+
+    if args.checkpoint:
+        model = (hpcm.load_official_checkpoint(args.checkpoint, variant=args.model)
+                 if args.official else hpcm.load_model(args.checkpoint))
+    else:
+        model = hpcm.create_model(args.model)
+    progressive = dict(unfreeze_h_epoch=1, unfreeze_context_epoch=2)
+    config = LayerLRConfig(context_lr_ratio=args.context_lr_ratio,
+                           freeze_strategy=args.freeze_strategy,
+                           **(progressive if args.freeze_strategy == "progressive" else {}))
+    manager = LayerLRManager(model, config)
+    manager.apply(args.epoch)
+    total = sum(p.numel() for p in model.parameters())
+    print(f"HPCM-{model.config.name}: {total:,} parameters; freeze strategy "
+          f"{config.freeze_strategy}, epoch {args.epoch}")
+    print(f"{'group':<9}{'parameters':>13}{'lr':>11}  frozen  starts")
+    for row in manager.table(args.epoch):
+        starts = "never" if row["starts_epoch"] is None else row["starts_epoch"]
+        print(f"{row['group']:<9}{row['parameters']:>13,}{row['lr']:>11.2e}  "
+              f"{'yes' if row['frozen'] else 'no':<6}  {starts}")
+    print(f"trainable now: {manager.trainable_parameter_count():,}")
+    return 0
+
+
+def _init_ray(address: str | None, dashboard: bool) -> None:
+    import ray
+
+    if address:
+        try:
+            ray.init(address=address)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise UsageError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+        return
+    # A local cluster; the dashboard (if asked for) binds 127.0.0.1 only.
+    ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1")
+
+
+def _print_summary(summary: dict, wall_s: float) -> None:
+    print("\n=== sweep finished in %.0f s ===" % wall_s)
+    print(f"trials: {summary['trials']} ({summary['errors']} errored, "
+          f"{summary['stopped_early']} stopped early by the per-scale stopper)")
+    print(f"epochs used: {summary['epochs_used']} of {summary['epochs_budget']} "
+          f"(compute saved: {summary['compute_saved']:.0%})")
+    if "best_config" in summary:
+        print(f"best loss: {summary['best_loss']:.4f}")
+        print(f"best config: {json.dumps(summary['best_config'])}")
+        print(f"best trial's per-scale best epochs: {summary['best_scale_epochs']}")
+    print(f"results: {summary['path']}")
+    print(f"resume:  python tune_main.py resume {summary['path']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "run")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    command = {"run": cmd_run, "resume": cmd_resume, "finetune": cmd_finetune,
+               "inspect-model": cmd_inspect_model}[args.command]
+    try:
+        return command(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        # Validation errors of the project's own modules carry a complete one-line message.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
