@@ -20,6 +20,11 @@ import time
 from pathlib import Path
 
 COMMANDS = ("run", "resume", "finetune", "inspect-model")
+# Per-scale stopper settings for budgets under 100 epochs (the report's defaults assume
+# hundreds of epochs and losses of order 1; short demo runs need a shorter memory).
+SHORT_BUDGET_STOPPER = dict(patience=3, min_patience=2, max_patience=6, window=3,
+                            rate_window=2, patience_up=1, patience_down=1,
+                            fast_rate=0.05, slow_rate=0.005, min_delta=1e-3)
 log = logging.getLogger("hpcm-tune")
 
 
@@ -128,8 +133,7 @@ def _stopper_settings(args: argparse.Namespace) -> dict:
     if args.epochs >= 100:
         settings: dict = {}
     else:
-        settings = dict(patience=4, min_patience=2, max_patience=10, window=4, rate_window=3,
-                        patience_up=2, patience_down=1)
+        settings = dict(SHORT_BUDGET_STOPPER)
         log.info("epoch budget %d < 100: per-scale patience scaled down to %s (set "
                  "--patience/--min-patience/--max-patience to override)", args.epochs, settings)
     for key in ("patience", "min_patience", "max_patience", "min_delta"):

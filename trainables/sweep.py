@@ -55,6 +55,11 @@ def join_storage(storage_path: str, name: str) -> str:
         Path(storage_path) / name)
 
 
+def trial_dirname(trial) -> str:
+    """Short trial folder names (Tune's default spells out every config value, paths included)."""
+    return f"trial_{trial.trial_id}"
+
+
 def _trainable(options: SweepOptions):
     from ray import tune
 
@@ -95,9 +100,10 @@ def check_resources(options: SweepOptions) -> None:
             "--cpus-per-trial/--gpus-per-trial or add bigger nodes")
 
 
-def build_tuner(options: SweepOptions):
-    """The Tuner of a new sweep (Ray must be initialised)."""
+def build_tuner(options: SweepOptions, callbacks: list | None = None):
+    """The Tuner of a new sweep (Ray must be initialised); ``callbacks`` are Tune callbacks."""
     import optuna
+    import sqlalchemy.exc
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
@@ -108,7 +114,7 @@ def build_tuner(options: SweepOptions):
     if options.optuna_storage:
         try:
             storage = optuna.storages.RDBStorage(options.optuna_storage)
-        except Exception as exc:  # SQLAlchemy raises many types; all mean "cannot open"
+        except (ValueError, ImportError, sqlalchemy.exc.SQLAlchemyError) as exc:
             raise SweepError(f"cannot open the Optuna storage {options.optuna_storage!r}: "
                              f"{exc}. Give a writable URL such as sqlite:///study.db") from exc
     searcher = OptunaSearch(
@@ -126,6 +132,7 @@ def build_tuner(options: SweepOptions):
             search_alg=searcher, metric=METRIC, mode=MODE,
             num_samples=options.num_samples,
             max_concurrent_trials=max_concurrent_trials(options),
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=options.name,
@@ -133,6 +140,7 @@ def build_tuner(options: SweepOptions):
             stop=AllScalesStopper(max_trial_epochs=options.budget_epochs,
                                   max_device_hours=options.budget_device_hours),
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
+            callbacks=callbacks,
             # Tune always keeps the latest checkpoint too, so this keeps latest + best.
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute="loss",
@@ -165,10 +173,13 @@ def read_marker(path: str) -> SweepOptions:
     return SweepOptions(**json.loads(marker.read_text()))
 
 
-def run_sweep(options: SweepOptions):
+def run_sweep(options: SweepOptions, callbacks: list | None = None):
     """Start a new sweep and wait for it; returns Tune's ResultGrid."""
     check_resources(options)
-    tuner = build_tuner(options)
+    # Tune snapshots the experiment whenever a trial has saved num_to_keep checkpoints; with
+    # short epochs that is often, and wanted (a driver crash loses less), so skip its warning.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    tuner = build_tuner(options, callbacks)
     write_marker(options)
     return tuner.fit()
 

@@ -1,0 +1,244 @@
+"""The sweep service on a real local Ray cluster with fake GPUs, real Optuna and real photos.
+
+One Ray cluster serves the whole module (starting Ray costs seconds). Drivers that are
+killed run as subprocesses of ``tune_main.py`` connected to that cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+from ray.tune import Callback
+
+from stoppers import AdaptivePatience
+from trainables.data import bundled_photos
+from trainables.sweep import SweepOptions, resume_sweep, run_sweep, summarize
+from tune_main import SHORT_BUDGET_STOPPER
+
+REPO = Path(__file__).resolve().parents[2]
+# The CLI's short-budget settings with a smaller patience, so that the killed-driver test
+# (which goes through the CLI) compares like with like.
+STOPPER = dict(SHORT_BUDGET_STOPPER, patience=2, min_patience=1, max_patience=4)
+EPOCHS = 6
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head without GPUs and one worker node declaring two fake GPUs."""
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    c.add_node(num_cpus=2, num_gpus=2)
+    c.wait_for_nodes()
+    ray.init(address=c.address)
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def photo_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    (root / "train").mkdir()
+    (root / "val").mkdir()
+    for path in bundled_photos("train")[:2]:
+        shutil.copy(path, root / "train" / path.name)
+    shutil.copy(bundled_photos("train")[0], root / "val" / "chelsea.png")
+    return root
+
+
+def _options(tmp_path, photo_dirs, checkpoint, name, **overrides) -> SweepOptions:
+    trial = {
+        "model": "tiny", "checkpoint": str(checkpoint), "checkpoint_kind": "project",
+        "train_dir": str(photo_dirs / "train"), "val_dir": str(photo_dirs / "val"),
+        "lmbda": 0.0483, "batch_size": 4, "crop_size": 128, "crops_per_image": 2,
+        "checkpoint_every": 1, "keep_scale_best": False, "stopper": STOPPER,
+    }
+    values = dict(name=name, storage_path=str(tmp_path / "results"), trial=trial,
+                  epochs=EPOCHS, num_samples=3, preset="seed-freeze", seed=0,
+                  cpus_per_trial=1, gpus_per_trial=0.5, max_failures=2)
+    values.update(overrides)
+    return SweepOptions(**values)
+
+
+def _stop_epochs(results) -> dict[str, int]:
+    """Last reported epoch per config (configs are distinct within one sweep)."""
+    out = {}
+    for r in results:
+        key = json.dumps({k: r.config.get(k) for k in (
+            "context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch",
+            "unfreeze_context_epoch")}, sort_keys=True)
+        out[key] = int(r.metrics["epoch"])
+    return out
+
+
+def _replayed_stop_epoch(history) -> int | None:
+    patience = AdaptivePatience(**STOPPER)
+    for _, row in history.iterrows():
+        patience.step(int(row["epoch"]), {s: row[s] for s in ("s1", "s2", "s3")})
+        if patience.should_stop():
+            return int(row["epoch"])
+    return None
+
+
+@pytest.fixture(scope="module")
+def reference(cluster, tmp_path_factory, photo_dirs, pretrained_tiny_path):
+    """An uninterrupted sweep: the ground truth the fault tests compare against."""
+    tmp = tmp_path_factory.mktemp("reference")
+    options = _options(tmp, photo_dirs, pretrained_tiny_path, "reference",
+                       optuna_storage=f"sqlite:///{tmp / 'study.db'}")
+    return options, run_sweep(options)
+
+
+def test_sweep_reports_per_scale_metrics_and_stops_by_patience(reference):
+    options, results = reference
+    assert len(results) == 3 and not results.errors
+    for result in results:
+        history = result.metrics_dataframe
+        for key in ("s1", "s2", "s3", "loss", "best_loss", "bpp", "bpp_s1", "bpp_s2", "bpp_s3",
+                    "bpp_z", "mse", "psnr", "lr/g_a", "lr/context", "trainable_params",
+                    "patience/s1/patience", "patience/s3/best_epoch", "images_per_s"):
+            assert key in history, key
+        # The running best is the best of the reported losses, never the last one.
+        assert list(history["best_loss"]) == list(history["loss"].cummin())
+        assert history["s1"].add(history["s2"]).add(history["s3"]).add(
+            history["bpp_z"]).tolist() == pytest.approx(history["loss"].tolist(), rel=1e-6)
+        # The trial stopped exactly where the plain AdaptivePatience says, or at the budget.
+        stop = _replayed_stop_epoch(history)
+        assert int(history["epoch"].iloc[-1]) == (EPOCHS - 1 if stop is None else stop)
+        # Fake GPUs: Ray assigned one, torch sees none, the trial fell back to CPU.
+        assert result.metrics["device"] == "cpu" and result.metrics["gpu_ids"] != ""
+    summary = summarize(results, options)
+    assert summary["stopped_early"] >= 1
+    assert summary["epochs_used"] == sum(len(r.metrics_dataframe) for r in results)
+    assert summary["epochs_budget"] == 3 * EPOCHS
+
+
+def test_two_trials_share_a_fake_gpu_at_half_a_gpu_each(reference):
+    _, results = reference
+    gpu_ids = [r.metrics["gpu_ids"] for r in results]
+    assert all(len(ids.split(",")) == 1 for ids in gpu_ids)
+    assert len(set(gpu_ids)) < len(gpu_ids)  # 3 trials on 2 GPUs at 0.5 each
+
+
+def test_conditional_columns_only_for_progressive(reference):
+    _, results = reference
+    df = results.get_dataframe()
+    progressive = df["config/freeze_strategy"] == "progressive"
+    assert progressive.sum() == 1
+    assert df.loc[progressive, "config/unfreeze_h_epoch"].notna().all()
+    assert df.loc[~progressive, "config/unfreeze_h_epoch"].isna().all()
+    assert (df.loc[progressive, "config/unfreeze_h_epoch"]
+            < df.loc[progressive, "config/unfreeze_context_epoch"]).all()
+
+
+def test_optuna_learns_each_trials_best_loss(reference):
+    options, results = reference
+    study = optuna.load_study(study_name=options.name, storage=options.optuna_storage)
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(finished) == 3
+    best_by_params = {json.dumps(r.config.get("freeze_strategy")): r.metrics_dataframe["loss"].min()
+                      for r in results}
+    for t in finished:
+        assert t.value == pytest.approx(best_by_params[json.dumps(t.params["freeze_strategy"])])
+        assert len(t.intermediate_values) >= 1
+
+
+class KillWorkerOnce(Callback):
+    """SIGKILL a trial's worker process (pid from its own report) at a given epoch, once."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.killed: list[int] = []
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if not self.killed and result.get("epoch") == self.epoch:
+            self.killed.append(result["pid"])
+            os.kill(result["pid"], signal.SIGKILL)
+
+
+def test_killed_trial_resumes_from_its_checkpoint_and_stops_on_the_same_epoch(
+        cluster, reference, tmp_path, photo_dirs, pretrained_tiny_path):
+    _, expected = reference
+    options = _options(tmp_path, photo_dirs, pretrained_tiny_path, "killed-trial")
+    killer = KillWorkerOnce(epoch=1)
+    results = run_sweep(options, callbacks=[killer])
+    assert killer.killed, "no worker was killed"
+    assert not results.errors
+    assert _stop_epochs(results) == _stop_epochs(expected)
+    for result in results:
+        epochs = result.metrics_dataframe["epoch"].tolist()
+        # The epoch after the checkpoint is reported once more by the restored trial;
+        # its metrics are identical to those of the first attempt.
+        assert sorted(set(epochs)) == list(range(epochs[-1] + 1))
+        history = result.metrics_dataframe.drop_duplicates("epoch", keep="last")
+        twice = result.metrics_dataframe[result.metrics_dataframe["epoch"].duplicated(keep=False)]
+        for _, rows in twice.groupby("epoch"):
+            assert rows["loss"].nunique() == 1
+        assert _replayed_stop_epoch(history) in (None, epochs[-1])
+
+
+def _results_lines(path: Path) -> int:
+    return sum(len(p.read_text().splitlines()) for p in path.glob("*/result.json"))
+
+
+def test_killed_driver_resumes_with_the_same_stop_epochs(
+        cluster, reference, tmp_path, photo_dirs, pretrained_tiny_path):
+    _, expected = reference
+    options = _options(tmp_path, photo_dirs, pretrained_tiny_path, "killed-driver")
+    args = [sys.executable, str(REPO / "tune_main.py"), "run", "--address", cluster.address,
+            "--checkpoint", str(pretrained_tiny_path), "--train-dir", options.trial["train_dir"],
+            "--val-dir", options.trial["val_dir"], "--lmbda", "0.0483", "--batch-size", "4",
+            "--crops-per-image", "2", "--epochs", str(EPOCHS), "--num-samples", "3",
+            "--preset", "seed-freeze", "--gpus-per-trial", "0.5",
+            "--storage-path", options.storage_path, "--name", options.name,
+            "--patience", "2", "--min-patience", "1", "--max-patience", "4"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    driver = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    experiment = Path(options.path)
+    deadline = time.monotonic() + 180
+    while _results_lines(experiment) < 4 and time.monotonic() < deadline:
+        assert driver.poll() is None, "the driver ended before it could be killed"
+        time.sleep(0.5)
+    assert _results_lines(experiment) >= 4
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "tune_main.py"), "resume", str(experiment),
+         "--address", cluster.address], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "sweep finished" in resumed.stdout
+
+    from ray.tune import ExperimentAnalysis
+
+    results = ExperimentAnalysis(str(experiment))
+    trials = results.trials
+    assert len(trials) == 3
+    stop = {}
+    for trial in trials:
+        df = results.trial_dataframes[trial.trial_id]
+        key = json.dumps({k: trial.config.get(k) for k in (
+            "context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch",
+            "unfreeze_context_epoch")}, sort_keys=True)
+        stop[key] = int(df["epoch"].max())
+    assert stop == _stop_epochs(expected)
+
+
+def test_resume_refuses_a_folder_this_project_did_not_make(tmp_path):
+    from trainables.sweep import SweepError
+
+    (tmp_path / "tuner.pkl").write_bytes(b"not ours")
+    with pytest.raises(SweepError, match="not a hpcm-tune experiment"):
+        resume_sweep(str(tmp_path))
