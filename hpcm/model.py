@@ -32,9 +32,18 @@ __all__ = ["HPCM", "default_scale_table"]
 StepCoder = Callable[[int, Tensor, Tensor, Tensor], Tensor]
 
 
+SCALE_TABLE_LEVELS = 240
+
+
 def default_scale_table() -> Tensor:
-    """Scale table of the y model used by the official test script: 60 scales in [0.12, 64]."""
-    return torch.exp(torch.linspace(math.log(0.12), math.log(64.0), 60))
+    """Scales of the y CDF tables: 240 log-spaced in [0.12, 64].
+
+    The official test script uses 60 levels. A scale is coded with the next larger table
+    entry, and 60 levels cost 1-2.5 % more bits than the likelihood estimate on the bundled
+    photos; 240 levels stay within 1 % (~0.2-0.8 %). Encoder and decoder build the same
+    table, so this changes only the bitstream size, never the reconstruction.
+    """
+    return torch.exp(torch.linspace(math.log(0.12), math.log(64.0), SCALE_TABLE_LEVELS))
 
 
 class _Coded(NamedTuple):

@@ -46,7 +46,8 @@ def hpcm_trainable(config: dict) -> None:
     # Worker processes start without logging set up; the device choice must be visible.
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    run_trial(config, TuneSession(), gpu_ids=ray.get_gpu_ids())
+    run_trial(config, TuneSession(), gpu_ids=ray.get_gpu_ids(),
+              tags={"node_id": ray.get_runtime_context().get_node_id()})
 
 
 class LocalSession:

@@ -70,10 +70,12 @@ def _datasets(config: dict, finetune: FineTuneConfig):
     return default_datasets(finetune.crop_size, finetune.crops_per_image, finetune.seed)
 
 
-def run_trial(config: dict, session: Session, gpu_ids: list | None = None) -> dict[str, Any]:
+def run_trial(config: dict, session: Session, gpu_ids: list | None = None,
+              tags: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune until every scale has stopped or the epoch budget is spent.
 
-    Returns the last reported metrics.
+    ``gpu_ids`` are the GPUs the scheduler assigned; ``tags`` are constant fields added to
+    every report (e.g. the node). Returns the last reported metrics.
     """
     finetune, options = trial_config(config)
     device = select_device(gpu_ids)
@@ -113,7 +115,7 @@ def run_trial(config: dict, session: Session, gpu_ids: list | None = None) -> di
             trainable_params=tuner.layers.trainable_parameter_count(),
             device=str(device), devices=len(gpu_ids) if gpu_ids else 1,
             gpu_ids=",".join(str(g) for g in gpu_ids or []),
-            pid=os.getpid(),
+            pid=os.getpid(), **(tags or {}),
         )
         done = patience.should_stop() or tuner.epoch >= finetune.epochs
         save = new_best or done or (epoch + 1) % every == 0

@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 import hpcm
 from trainables.layer_lr import GROUPS, LayerLRConfig, LayerLRManager, group_of
