@@ -188,10 +188,17 @@ def _load_file(path: str | os.PathLike) -> Any:
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path} holds Python objects that need code to load; refusing to unpickle them "
-            f"(only tensors and plain containers are accepted): {err}"
+            f"(only tensors and plain containers are accepted): {_first_line(err)}"
         ) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch.save file?): {err}") from err
+        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch.save "
+                              f"file?): {_first_line(err)}") from err
+
+
+def _first_line(err: BaseException) -> str:
+    """torch.load's messages span many lines; the first one names the problem."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _as_state_dict(obj: Any, source: str) -> Mapping[str, Tensor]:

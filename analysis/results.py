@@ -1,0 +1,431 @@
+"""A sweep's results as two tidy pandas DataFrames, read from the experiment folder alone.
+
+No Ray cluster is needed: the loader reads the files Ray Tune and the trainable write
+(``hpcm_tune_experiment.json``, ``experiment_state-*.json`` and every trial folder's
+``params.json``, ``result.json`` and ``error.txt``), so it works on a finished sweep, on one
+still running (trials show as ``running``) and on a copy of the folder on another machine.
+
+    >>> from analysis import load_experiment
+    >>> exp = load_experiment("results/sweep-20261125-171458")
+    >>> exp.trials        # one row per trial: config, best loss, per-scale bests, stop reason...
+    >>> exp.epochs        # one row per (trial, epoch): every reported metric
+    >>> exp.compute_saved()   # epochs / device-hours used vs every trial at its full budget
+    >>> exp.export("out")     # trials / epochs / compute_saved as CSV and Parquet
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MARKER = "hpcm_tune_experiment.json"  # == trainables.sweep.MARKER (not imported: no torch here)
+SCALES = ("s1", "s2", "s3")
+#: The knobs the search spaces sample (``search_spaces.FineTuneSpace``), in display order.
+SEARCHED = ("context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch", "unfreeze_context_epoch",
+            "base_lr", "h_multiplier")
+#: Values of ``trials["stop_reason"]``.
+STOP_REASONS = ("all scales stopped", "max epochs", "budget", "error", "running", "pending",
+                "interrupted")
+
+
+@dataclass
+class Experiment:
+    """A loaded experiment: ``trials`` (one row per trial) and ``epochs`` (per trial and epoch).
+
+    ``trials`` columns: ``trial_id``, ``trial_dir``, ``status`` (Tune's), ``family`` (the freeze
+    strategy), the config (searched knobs first, then ``lmbda``, ``epochs`` = the trial's epoch
+    budget, ...), ``best_loss`` / ``best_epoch``, ``bpp`` / ``psnr`` / ``ms_ssim`` at the best
+    epoch, per scale ``<s>_best`` / ``<s>_best_epoch`` / ``<s>_stop_epoch``, ``last_epoch``,
+    ``epochs_run``, ``stop_reason`` (see :data:`STOP_REASONS`), ``error`` (last line of
+    ``error.txt``), ``wall_time_s``, ``devices``, ``device_hours``, ``images_per_s`` (mean),
+    ``epochs_budget``, ``epochs_saved``, ``device_hours_budget`` (the trial's device-hours per
+    epoch times its budget), ``best_checkpoint`` / ``last_checkpoint`` (folders or None).
+
+    ``epochs`` columns: ``trial_id``, ``epoch`` and every key the trial reported (``loss``,
+    ``s1``..``s3``, ``bpp*``, ``psnr``, ``ms_ssim``, ``lr/<group>``, ``patience/...``,
+    ``time_total_s``, ...). Epochs re-reported after a worker restore appear once (the last).
+    """
+
+    path: Path
+    options: dict[str, Any]
+    trials: "pd.DataFrame"
+    epochs: "pd.DataFrame"
+    searched: list[str] = field(default_factory=list)
+
+    # -- summaries -----------------------------------------------------------------------
+    def finished(self) -> "pd.DataFrame":
+        """Trials with a finite best loss and no error, best first."""
+        t = self.trials
+        ok = t["best_loss"].notna() & (t["stop_reason"] != "error")
+        return t[ok].sort_values("best_loss", kind="stable")
+
+    def winner(self) -> dict[str, Any] | None:
+        """The best trial, the runner-up and how far apart they are (None if none finished)."""
+        done = self.finished()
+        if done.empty:
+            return None
+        best = done.iloc[0]
+        out: dict[str, Any] = {
+            "trial_id": best["trial_id"],
+            "config": {k: _plain(best[k], k) for k in self.searched if k in best and _present(best[k])},
+            "best_loss": float(best["best_loss"]),
+            "best_epoch": int(best["best_epoch"]),
+            "trials_finished": len(done),
+            "family": best["family"],
+            "family_trials": int((done["family"] == best["family"]).sum()),
+            "family_rank": None,
+            "runner_up": None,
+        }
+        medians = done.groupby("family")["best_loss"].median().sort_values()
+        out["family_rank"] = int(list(medians.index).index(best["family"])) + 1
+        out["family_median_loss"] = {k: float(v) for k, v in medians.items()}
+        if len(done) > 1:
+            second = done.iloc[1]
+            gap = float(second["best_loss"] - best["best_loss"])
+            spread = float(done["best_loss"].std()) if len(done) > 2 else math.nan
+            out["runner_up"] = {
+                "trial_id": second["trial_id"],
+                "config": {k: _plain(second[k], k) for k in self.searched
+                           if k in second and _present(second[k])},
+                "best_loss": float(second["best_loss"]),
+                "gap": gap,
+                "gap_pct": 100 * gap / abs(float(best["best_loss"])),
+                "gap_in_std": gap / spread if spread and math.isfinite(spread) else math.nan,
+            }
+        return out
+
+    def compute_saved(self) -> "pd.DataFrame":
+        """Epochs and device-hours used vs every trial running its full epoch budget.
+
+        One row ``all`` and one per config family (freeze strategy). Every trial counts its
+        full budget, errored ones included (as the sweep's own summary does); ``errored``
+        says how many there are. A trial's full-budget device-hours extrapolate its own
+        device-hours per epoch (the experiment's mean for a trial without any epoch).
+        """
+        import pandas as pd
+
+        t = self.trials
+        rows = []
+        groups = [("all", t)] + [(f, g) for f, g in t.groupby("family", sort=True)]
+        for name, g in groups:
+            used, budget = int(g["epochs_run"].sum()), int(g["epochs_budget"].sum())
+            dh_used, dh_budget = float(g["device_hours"].sum()), float(g["device_hours_budget"].sum())
+            rows.append({
+                "family": name, "trials": len(g),
+                "errored": int((g["stop_reason"] == "error").sum()),
+                "stopped_early": int((g["stop_reason"] == "all scales stopped").sum()),
+                "epochs_used": used, "epochs_budget": budget, "epochs_saved": budget - used,
+                "epochs_saved_fraction": 1 - used / budget if budget else math.nan,
+                "device_hours_used": dh_used, "device_hours_budget": dh_budget,
+                "device_hours_saved": dh_budget - dh_used,
+                "device_hours_saved_fraction": 1 - dh_used / dh_budget if dh_budget else math.nan,
+            })
+        return pd.DataFrame(rows)
+
+    def history(self, trial_id: str) -> "pd.DataFrame":
+        """The epochs of one trial."""
+        return self.epochs[self.epochs["trial_id"] == trial_id].sort_values("epoch")
+
+    def export(self, folder: str | Path) -> dict[str, Path]:
+        """Writes trials, epochs and compute_saved as CSV and Parquet; returns the paths."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = {}
+        for name, df in (("trials", self.trials), ("epochs", self.epochs),
+                         ("compute_saved", self.compute_saved())):
+            csv, parquet = folder / f"{name}.csv", folder / f"{name}.parquet"
+            df.to_csv(csv, index=False)
+            _for_parquet(df).to_parquet(parquet, index=False)
+            written[f"{name}.csv"], written[f"{name}.parquet"] = csv, parquet
+        return written
+
+
+# -- loading ----------------------------------------------------------------------------
+def load_experiment(path: str | Path) -> Experiment:
+    """Loads a finished or running experiment from its folder (no Ray cluster needed).
+
+    Raises:
+        ValueError: ``path`` is not a folder or holds no trial folder.
+    """
+    import pandas as pd
+
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"{root}: no such experiment folder (give the folder `run` printed)")
+    options = _read_json(root / MARKER) or {}
+    state = _experiment_state(root)
+    dirs = sorted(p for p in root.iterdir() if p.is_dir() and (
+        (p / "params.json").is_file() or (p / "result.json").is_file()))
+    if not dirs:
+        raise ValueError(f"{root} holds no trial folder (no */params.json): is it a Ray Tune "
+                         "experiment folder?")
+
+    trial_rows, epoch_frames = [], []
+    for d in dirs:
+        config = _read_json(d / "params.json") or {}
+        rows = _read_results(d / "result.json")
+        info = state.get(d.name, {})
+        trial_id = (rows[-1].get("trial_id") if rows else None) or info.get("trial_id") \
+            or _id_from_dirname(d.name)
+        history = _history(rows)
+        if history:
+            frame = pd.DataFrame(history)
+            frame = frame.drop(columns=["trial_id"], errors="ignore")
+            frame.insert(0, "trial_id", trial_id)
+            epoch_frames.append(frame)
+        trial_rows.append(_trial_row(d, trial_id, config, history, info, options))
+
+    trials = pd.DataFrame(trial_rows)
+    searched = [k for k in SEARCHED if k in trials and trials[k].notna().any()]
+    trials = _order_columns(trials, searched)
+    _add_budget_columns(trials)
+    epochs = (pd.concat(epoch_frames, ignore_index=True) if epoch_frames
+              else pd.DataFrame(columns=["trial_id", "epoch"]))
+    if len(epochs):
+        epochs = epochs.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
+    trials = trials.sort_values("trial_id", kind="stable").reset_index(drop=True)
+    return Experiment(path=root, options=options, trials=trials, epochs=epochs,
+                      searched=searched)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_results(path: Path) -> list[dict]:
+    """The result.json lines; a partially written last line (a running trial) is skipped."""
+    rows = []
+    try:
+        text = path.read_text()
+    except OSError:
+        return rows
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)  # Tune writes NaN / Infinity, which json accepts
+        except ValueError:
+            continue
+        row.pop("config", None)
+        rows.append(row)
+    return rows
+
+
+def _history(rows: list[dict]) -> list[dict]:
+    """One row per epoch (the last report of an epoch wins), in epoch order."""
+    by_epoch: dict[int, dict] = {}
+    for row in rows:
+        epoch = row.get("epoch")
+        if epoch is None:
+            epoch = int(row.get("training_iteration", len(by_epoch) + 1)) - 1
+        by_epoch[int(epoch)] = dict(row, epoch=int(epoch))
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def _experiment_state(root: Path) -> dict[str, dict]:
+    """Per trial folder name: Tune's status, trial id, error file and failures (latest state)."""
+    files = sorted(root.glob("experiment_state-*.json"), key=lambda p: (p.stat().st_mtime, p.name))
+    if not files:
+        return {}
+    data = _read_json(files[-1]) or {}
+    out = {}
+    for entry in data.get("trial_data", []):
+        try:
+            static, runtime = (json.loads(x) if isinstance(x, str) else x for x in entry)
+        except (ValueError, TypeError):
+            continue
+        logdir = static.get("relative_logdir")
+        if not logdir:
+            continue
+        out[Path(logdir).name] = {
+            "trial_id": static.get("trial_id"), "status": static.get("status"),
+            "error_filename": runtime.get("error_filename"),
+            "num_failures": runtime.get("num_failures"),
+        }
+    return out
+
+
+def _id_from_dirname(name: str) -> str:
+    match = re.match(r"trial_(\w+)$", name) or re.match(r"\w+?_([0-9a-f]{5,})_\d+", name)
+    return match.group(1) if match else name
+
+
+def _error_text(trial_dir: Path, info: dict) -> str | None:
+    candidates = [trial_dir / "error.txt"]
+    if info.get("error_filename"):
+        candidates.append(trial_dir / info["error_filename"])
+    for path in candidates:
+        if path.is_file():
+            lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+            return lines[-1] if lines else "error (empty error.txt)"
+    return None
+
+
+def _number(value: Any) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return value
+
+
+def _epoch_or_nan(value: Any) -> float:
+    value = _number(value)
+    return math.nan if not math.isfinite(value) or value < 0 else value
+
+
+def _trial_row(d: Path, trial_id: str, config: dict, history: list[dict], info: dict,
+               options: dict) -> dict:
+    row: dict[str, Any] = {"trial_id": trial_id, "trial_dir": d.name,
+                           "status": info.get("status") or ("UNKNOWN")}
+    row["family"] = config.get("freeze_strategy", "all")
+    for key, value in config.items():
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value, sort_keys=True)
+        row[key] = value
+    budget = config.get("epochs", options.get("epochs"))
+    row["epochs"] = budget
+    error = _error_text(d, info)
+    last = history[-1] if history else {}
+    row["last_epoch"] = last.get("epoch", math.nan)
+    row["epochs_run"] = len(history)
+    if history:
+        losses = [(_number(h.get("loss")), h["epoch"]) for h in history]
+        finite = [(v, e) for v, e in losses if math.isfinite(v)]
+        best_loss, best_epoch = min(finite) if finite else (math.nan, math.nan)
+        # Ties: the earliest epoch, as the trainable's strict "<" running best.
+        best_epoch = min((e for v, e in finite if v == best_loss), default=best_epoch)
+        at_best = next(h for h in history if h["epoch"] == best_epoch) if finite else {}
+        row["best_loss"], row["best_epoch"] = best_loss, best_epoch
+        for key in ("bpp", "psnr", "ms_ssim", "mse"):
+            row[key] = _number(at_best.get(key))
+        for s in SCALES:
+            values = [(_number(h.get(s)), h["epoch"]) for h in history]
+            values = [(v, e) for v, e in values if math.isfinite(v)]
+            fallback = min(values) if values else (math.nan, math.nan)
+            # The stopper's own best (it needs an improvement of min_delta to move).
+            row[f"{s}_best"] = _number(last.get(f"patience/{s}/best", fallback[0]))
+            row[f"{s}_best_epoch"] = _epoch_or_nan(last.get(f"patience/{s}/best_epoch", fallback[1]))
+            row[f"{s}_stop_epoch"] = _epoch_or_nan(last.get(f"patience/{s}/stop_epoch"))
+        row["wall_time_s"] = _number(last.get("time_total_s"))
+        devices = _number(last.get("devices", 1))
+        row["devices"] = devices if math.isfinite(devices) and devices > 0 else 1.0
+        row["device"] = last.get("device")
+        row["device_hours"] = row["wall_time_s"] * row["devices"] / 3600
+        speeds = [_number(h.get("images_per_s")) for h in history]
+        speeds = [v for v in speeds if math.isfinite(v)]
+        row["images_per_s"] = sum(speeds) / len(speeds) if speeds else math.nan
+        row["best_checkpoint"] = _checkpoint_at(d, history, best_epoch)
+        row["last_checkpoint"] = _latest_checkpoint(d)
+    else:
+        row.update(best_loss=math.nan, best_epoch=math.nan, wall_time_s=0.0, devices=1.0,
+                   device=None, device_hours=0.0, images_per_s=math.nan,
+                   best_checkpoint=None, last_checkpoint=None)
+    row["all_stopped"] = bool(last.get("patience/all_stopped", False))
+    row["stop_reason"] = stop_reason(
+        status=info.get("status"), error=error, all_stopped=row["all_stopped"],
+        epochs_run=len(history), last_epoch=last.get("epoch"), budget=budget,
+        sweep_budget=bool(options.get("budget_epochs") or options.get("budget_device_hours")))
+    row["error"] = error
+    row["num_failures"] = info.get("num_failures", math.nan)
+    return row
+
+
+def stop_reason(status: str | None, error: str | None, all_stopped: bool, epochs_run: int,
+                last_epoch: int | None, budget: int | None, sweep_budget: bool) -> str:
+    """Why a trial ended (one of :data:`STOP_REASONS`).
+
+    ``error``: error.txt exists or Tune says ERROR; ``all scales stopped``: the per-scale
+    stopper ended it; ``max epochs``: it ran its whole epoch budget; ``running`` / ``pending``:
+    Tune still has it; ``budget``: ended early by the sweep's epoch / device-hour budget;
+    ``interrupted``: ended early otherwise (e.g. a driver stopped and never resumed).
+    """
+    if error is not None or status == "ERROR":
+        return "error"
+    if all_stopped:
+        return "all scales stopped"
+    if budget is not None and last_epoch is not None and int(last_epoch) + 1 >= int(budget):
+        return "max epochs"
+    if status == "RUNNING":
+        return "running"
+    if status == "PENDING" or (status is None and epochs_run == 0):
+        return "pending"
+    if status == "TERMINATED" and sweep_budget:
+        return "budget"
+    return "interrupted"
+
+
+def _checkpoint_at(d: Path, history: list[dict], epoch: Any) -> str | None:
+    """The checkpoint folder saved at ``epoch`` if it is still on disk."""
+    for h in history:
+        if h["epoch"] == epoch and h.get("checkpoint_dir_name"):
+            path = d / h["checkpoint_dir_name"]
+            if path.is_dir():
+                return str(path)
+    return None
+
+
+def _latest_checkpoint(d: Path) -> str | None:
+    found = sorted(d.glob("checkpoint_*"), key=lambda p: p.name)
+    return str(found[-1]) if found else None
+
+
+def _order_columns(trials: "pd.DataFrame", searched: list[str]) -> "pd.DataFrame":
+    first = ["trial_id", "trial_dir", "status", "family", *searched]
+    results = ["best_loss", "best_epoch", "bpp", "psnr", "ms_ssim", "mse",
+               *[f"{s}_{k}" for s in SCALES for k in ("best", "best_epoch", "stop_epoch")],
+               "last_epoch", "epochs_run", "stop_reason", "error", "all_stopped", "wall_time_s",
+               "devices", "device", "device_hours", "images_per_s", "num_failures",
+               "best_checkpoint", "last_checkpoint"]
+    config = [c for c in trials.columns if c not in first and c not in results]
+    cols = first + ["lmbda", "epochs"] + [c for c in config if c not in ("lmbda", "epochs")] + results
+    return trials[[c for c in dict.fromkeys(cols) if c in trials.columns]]
+
+
+def _add_budget_columns(trials: "pd.DataFrame") -> None:
+    budget = trials["epochs"].astype(float)
+    trials["epochs_budget"] = budget
+    trials["epochs_saved"] = budget - trials["epochs_run"]
+    run = trials["epochs_run"].astype(float)
+    total_run = run.sum()
+    mean_per_epoch = trials["device_hours"].sum() / total_run if total_run else 0.0
+    per_epoch = (trials["device_hours"] / run.where(run > 0)).fillna(mean_per_epoch)
+    trials["device_hours_budget"] = per_epoch * budget
+
+
+def _for_parquet(df: "pd.DataFrame") -> "pd.DataFrame":
+    """Object columns holding mixed types become strings (Parquet needs one type a column)."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            kinds = {type(v) for v in out[col] if v is not None and not (isinstance(v, float) and math.isnan(v))}
+            if len(kinds) > 1:
+                out[col] = out[col].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+    return out
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+INT_KNOBS = ("unfreeze_h_epoch", "unfreeze_context_epoch")
+
+
+def _plain(value: Any, key: str = "") -> Any:
+    """numpy scalars to Python (for JSON); the epoch knobs (floats in a column with NaN) to int."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if key in INT_KNOBS and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

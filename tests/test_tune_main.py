@@ -1,0 +1,115 @@
+"""The command line: fast help, inspect-model, finetune + resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import tune_main
+from trainables.data import bundled_photos
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def small_photos(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cli-photos")
+    for split, paths in (("train", bundled_photos("train")[:2]), ("val", bundled_photos("train")[:1])):
+        (root / split).mkdir()
+        for p in paths:
+            shutil.copy(p, root / split / p.name)
+    return root
+
+
+def test_help_imports_neither_torch_nor_ray():
+    code = ("import sys, tune_main\n"
+            "try:\n    tune_main.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('torch', 'ray', 'optuna', 'compressai') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert "finetune" in out and "inspect-model" in out
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_inspect_model_lists_groups_summing_to_the_model(capsys):
+    assert tune_main.main(["inspect-model", "--model", "tiny", "--freeze-strategy",
+                           "progressive"]) == 0
+    out = capsys.readouterr().out
+    total = int(out.split(":")[1].split("parameters")[0].replace(",", ""))
+    rows = [line.split() for line in out.splitlines()
+            if line.split() and line.split()[0] in ("g_a", "g_s", "h_a", "h_s", "context", "entropy")]
+    assert len(rows) == 6
+    assert sum(int(r[1].replace(",", "")) for r in rows) == total
+    frozen = {r[0] for r in rows if r[3] == "yes"}
+    assert frozen == {"h_a", "h_s", "context", "entropy"}
+
+
+def _finetune_args(out: Path, photos: Path, checkpoint: Path, epochs: int) -> list[str]:
+    return ["finetune", "--checkpoint", str(checkpoint), "--train-dir", str(photos / "train"),
+            "--val-dir", str(photos / "val"), "--epochs", str(epochs), "--batch-size", "4",
+            "--crops-per-image", "2", "--out", str(out)]
+
+
+def test_finetune_then_resume_continues_at_the_next_epoch(tmp_path, small_photos,
+                                                          pretrained_tiny_path, capsys):
+    out = tmp_path / "ft"
+    assert tune_main.main(_finetune_args(out, small_photos, pretrained_tiny_path, 2)) == 0
+    assert (out / "latest" / "trial_state.pt").is_file() and (out / "best.pt").is_file()
+    # Same folder without --resume: refused, nothing overwritten.
+    before = (out / "latest" / "trial_state.pt").read_bytes()
+    assert tune_main.main(_finetune_args(out, small_photos, pretrained_tiny_path, 3)) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (out / "latest" / "trial_state.pt").read_bytes() == before
+
+    assert tune_main.main(_finetune_args(out, small_photos, pretrained_tiny_path, 3)
+                          + ["--resume"]) == 0
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1, 2]
+    state = torch.load(out / "latest" / "trial_state.pt", weights_only=True)
+    assert state["trainer"]["epoch"] == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--lmbda", "0"], "--lmbda must be positive"),
+    (["run", "--num-samples", "0"], "--num-samples must be positive"),
+    (["run", "--epochs", "-3"], "--epochs must be positive"),
+    (["run", "--model", "base"], "needs a trained checkpoint"),
+    (["run", "--train-dir", "/nonexistent/photos"], "no such folder"),
+    (["finetune", "--context-lr-ratio", "1.5"], "context_lr_ratio must be in (0, 1]"),
+    (["finetune", "--context-lr-ratio", "0"], "context_lr_ratio must be in (0, 1]"),
+    (["finetune", "--freeze-strategy", "progressive", "--unfreeze-h-epoch", "5",
+      "--unfreeze-context-epoch", "3"], "unfreeze_h_epoch < unfreeze_context_epoch"),
+    (["finetune", "--freeze-strategy", "progressive", "--unfreeze-h-epoch", "2",
+      "--unfreeze-context-epoch", "30", "--epochs", "10"], "below the epoch budget"),
+])
+def test_bad_input_is_one_clear_line_and_exit_2(args, message, capsys, tmp_path,
+                                                pretrained_tiny_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if args[0] == "finetune" or "--model" not in args:
+        args = args + ["--checkpoint", str(pretrained_tiny_path)]
+    assert tune_main.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1]
+    assert not (tmp_path / "results").exists()
+
+
+def test_unknown_choices_are_refused_by_argparse(capsys):
+    for args in (["run", "--preset", "grid"], ["finetune", "--freeze-strategy", "all"]):
+        with pytest.raises(SystemExit) as exit_info:
+            tune_main.main(args)
+        assert exit_info.value.code == 2
+        assert "invalid choice" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path, capsys):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"\x80\x02not a checkpoint")
+    assert tune_main.main(["run", "--checkpoint", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and str(bad) in err
