@@ -28,13 +28,13 @@ class Codec:
 
 
 CODECS: dict[str, Codec] = {
-    "jpeg": Codec("jpeg", "JPEG", (5, 10, 20, 30, 45, 60, 75, 90),
+    "jpeg": Codec("jpeg", "JPEG", (2, 5, 10, 20, 30, 45, 60, 75, 90),
                   {"subsampling": 0, "optimize": True}, "libjpeg-turbo, 4:4:4, optimized Huffman"),
-    "webp": Codec("webp", "WEBP", (5, 10, 20, 35, 50, 65, 80, 95),
+    "webp": Codec("webp", "WEBP", (0, 5, 10, 20, 35, 50, 65, 80, 95),
                   {"method": 6}, "libwebp method 6, 4:2:0 (lossy WebP has no 4:4:4)"),
-    "avif": Codec("avif", "AVIF", (10, 20, 30, 40, 55, 70, 85),
+    "avif": Codec("avif", "AVIF", (2, 10, 20, 30, 40, 55, 70, 85),
                   {"subsampling": "4:4:4"}, "libaom, 4:4:4"),
-    "hevc": Codec("hevc", "HEIF", (10, 20, 30, 40, 50, 60, 75),
+    "hevc": Codec("hevc", "HEIF", (2, 10, 20, 30, 40, 50, 60, 75),
                   {"chroma": 444}, "x265 intra through pillow-heif, 4:4:4 (the codec inside BPG)"),
 }
 
@@ -71,8 +71,8 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     import torch
     from pytorch_msssim import ms_ssim as _ms_ssim
 
-    ta = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()
-    tb = torch.from_numpy(np.ascontiguousarray(b)).permute(2, 0, 1)[None].float()
+    ta = torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float()
+    tb = torch.from_numpy(np.array(b)).permute(2, 0, 1)[None].float()
     return float(_ms_ssim(ta, tb, data_range=255.0))
 
 

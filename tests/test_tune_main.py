@@ -113,3 +113,24 @@ def test_corrupt_checkpoint_is_refused(tmp_path, capsys):
     assert tune_main.main(["run", "--checkpoint", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and str(bad) in err
+
+
+def test_keep_scale_best_writes_loadable_per_scale_weights(tmp_path, small_photos,
+                                                           pretrained_tiny_path):
+    import hpcm
+    from trainables.data import ImageFolderDataset
+    from trainables.finetune import FineTuneConfig, FineTuner
+
+    out = tmp_path / "ft"
+    assert tune_main.main(_finetune_args(out, small_photos, pretrained_tiny_path, 2)
+                          + ["--keep-scale-best"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for scale in ("s1", "s2", "s3"):
+        model = hpcm.load_model(out / "latest" / f"best_{scale}.pt")
+        best_epoch = rows[-1][f"patience/{scale}/best_epoch"]
+        assert best_epoch == min(range(len(rows)), key=lambda e: rows[e][scale])
+        # Validating the kept weights reproduces that scale's loss at its best epoch.
+        val = ImageFolderDataset(small_photos / "val", mode="val")
+        metrics = FineTuner(model, FineTuneConfig(lmbda=float(tune_main.build_parser().parse_args(
+            ["finetune"]).lmbda)), val, val, torch.device("cpu")).validate()
+        assert metrics[scale] == pytest.approx(rows[best_epoch][scale], rel=1e-6)

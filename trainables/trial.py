@@ -136,20 +136,36 @@ def _cpu_copy(state_dict: dict) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in state_dict.items()}
 
 
-def save_state(state: dict, directory: Path) -> Path:
-    """Write a trial state atomically: a temporary name in the same folder, then rename."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / STATE_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
+def _atomic_save(obj: Any, target: Path) -> None:
+    """torch.save to a temporary name in the same folder, then rename: never a torn file."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            torch.save(obj, f)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target
+
+
+def save_state(state: dict, directory: Path) -> Path:
+    """Write a trial state; each scale's best weights go beside it as ``best_<scale>.pt``,
+    loadable on their own with ``hpcm.load_model``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state = dict(state)
+    for scale, weights in state.pop("scale_best_weights", {}).items():
+        _atomic_save({"format": "hpcm-tune-model", "version": 1,
+                      "config": state["trainer"]["config"], "state_dict": weights},
+                     directory / f"best_{scale}.pt")
+    _atomic_save(state, directory / STATE_FILE)
+    return directory / STATE_FILE
 
 
 def load_state(directory: Path) -> dict:
-    return torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=True)
+    directory = Path(directory)
+    state = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
+    scale_files = {s: directory / f"best_{s}.pt" for s in SCALES}
+    state["scale_best_weights"] = {
+        s: torch.load(f, map_location="cpu", weights_only=True)["state_dict"]
+        for s, f in scale_files.items() if f.is_file()}
+    return state
