@@ -196,12 +196,42 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 # -- commands --------------------------------------------------------------------------
+def _check_storage(storage: str, optuna_storage: str | None) -> None:
+    """Fail before any work when results or the Optuna study cannot be written."""
+    import os
+
+    if "://" not in storage:
+        folder = Path(storage)
+        while not folder.exists():  # probe the nearest existing folder; create nothing yet
+            folder = folder.parent
+        try:
+            if not folder.is_dir():
+                raise NotADirectoryError(20, "not a directory", str(folder))
+            probe = folder / f".hpcm-tune-write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UsageError(f"cannot write results to --storage-path {storage}: "
+                             f"{exc.strerror or exc}") from exc
+    if optuna_storage:
+        import optuna
+        import sqlalchemy.exc
+
+        try:
+            optuna.storages.RDBStorage(optuna_storage)
+        except (ValueError, ImportError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            raise UsageError(f"cannot open --optuna-storage {optuna_storage}: "
+                             f"{str(exc).splitlines()[0]}; give a writable URL such as "
+                             "sqlite:///study.db") from exc
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _check_numbers(args)
+    _prepare_ray(args.address)
     import ray
 
     from trainables.sweep import SweepOptions, join_storage, run_sweep, summarize
 
-    _check_numbers(args)
     name = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
     storage = args.storage_path if "://" in args.storage_path else str(
         Path(args.storage_path).resolve())
@@ -214,8 +244,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         log.warning("--overwrite: removing %s", target)
         shutil.rmtree(target)
+    _check_storage(storage, args.optuna_storage)
+    trial = _trial_base(args)
     options = SweepOptions(
-        name=name, storage_path=storage, trial=_trial_base(args), epochs=args.epochs,
+        name=name, storage_path=storage, trial=trial, epochs=args.epochs,
         num_samples=args.num_samples, preset=args.preset, wide_space=args.wide_space,
         seed=args.seed, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
@@ -233,6 +265,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    _prepare_ray(args.address)
     import ray
 
     from trainables.sweep import resume_sweep, summarize
@@ -296,17 +329,37 @@ def cmd_inspect_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_ray(address: str | None) -> None:
+    """Before Ray is imported: a local cluster listens on 127.0.0.1 only; a remote address
+    must answer within seconds (ray.init would otherwise retry for minutes)."""
+    import os
+    import socket
+
+    if address is None:
+        # On Linux Ray binds the node's public IP unless it believes it runs on a laptop OS;
+        # this switch (read at import) makes it use the loopback address.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        return
+    if address == "auto":
+        return
+    host, _, port = address.split("://")[-1].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot reach the Ray cluster at --address {address} ({exc}); "
+                         "check the head's address and port, or omit --address to run "
+                         "locally") from exc
+
+
 def _init_ray(address: str | None, dashboard: bool) -> None:
     import ray
 
     if address:
-        try:
-            ray.init(address=address)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise UsageError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+        ray.init(address=address)
         return
-    # A local cluster; the dashboard (if asked for) binds 127.0.0.1 only.
-    ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1")
+    # A new local cluster ("local": never attach to another one on this machine); the
+    # dashboard, if asked for, binds 127.0.0.1 only.
+    ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1")
 
 
 def _print_summary(summary: dict, wall_s: float) -> None:

@@ -13,6 +13,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # it survives between local runs and starts empty on a fresh clone (CI).
     cache = Path(config.cache.mkdir("hpcm-tune"))
     os.environ["HPCM_TUNE_CACHE"] = str(cache)
+    # Ray clusters made by the tests listen on 127.0.0.1 only (read when ray is imported;
+    # see tune_main._prepare_ray).
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @pytest.fixture(scope="session")

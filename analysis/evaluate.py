@@ -1,0 +1,401 @@
+"""Real-bitstream evaluation of HPCM checkpoints, codec anchors and BD-rate.
+
+For every image each checkpoint really compresses and decompresses it (``model.compress`` /
+``model.decompress`` after ``model.update``): the rate is the length of the byte strings
+(``8 * sum(len(s)) / pixels of the original image``; padding to the model's multiple is
+coded but not counted as pixels), PSNR and MS-SSIM are measured on the decoded image rounded
+to 8 bits (what a decoder would save, as for the classical codecs), and the estimated rate of
+the model's likelihoods is recorded next to the real one.
+
+A set of checkpoints (e.g. one per lambda) is one rate-distortion curve ("hpcm"); the
+checkpoints the trials started from form the "start" curve; JPEG / WebP / AVIF / HEVC sweeps
+are the anchors. BD-rate and BD-PSNR compare "hpcm" with each of them.
+
+Output folder: ``per_image.csv`` (every checkpoint x image), ``anchors_per_image.csv``,
+``rd_points.csv`` (one row per curve point, means over the images), ``bd.csv``,
+``evaluation.json`` (what was evaluated), ``summary.md`` and ``rd.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    import hpcm as hpcm_t
+
+log = logging.getLogger(__name__)
+
+MARKER = "hpcm_tune_experiment.json"
+STATE_FILE = "trial_state.pt"
+CURVE, START = "hpcm", "start"
+
+
+@dataclass
+class CheckpointInfo:
+    """Where a model comes from and what it was trained for."""
+
+    path: str  # the file the weights come from
+    given: str  # what the user passed
+    label: str
+    lmbda: float | None = None
+    kind: str = "project"  # "project" or "official"
+    variant: str | None = None  # model preset (needed for official files)
+    start_checkpoint: str | None = None  # what the trial started from (params.json)
+    start_kind: str = "project"
+    start_variant: str | None = None
+    trial_id: str | None = None
+    experiment: str | None = None  # the experiment folder holding it
+
+
+def find_experiment(path: Path) -> Path | None:
+    """The hpcm-tune experiment folder above ``path`` (inclusive), if any."""
+    for p in [path, *path.parents]:
+        if (p / MARKER).is_file():
+            return p
+    return None
+
+
+def _trial_folder_checkpoint(trial_dir: Path) -> Path:
+    """The best checkpoint of a Tune trial folder (the latest if the best was not kept)."""
+    from analysis.results import _checkpoint_at, _history, _read_results
+
+    history = _history(_read_results(trial_dir / "result.json"))
+    finite = [(h["loss"], h["epoch"]) for h in history
+              if isinstance(h.get("loss"), (int, float)) and math.isfinite(h["loss"])]
+    if finite:
+        best = _checkpoint_at(trial_dir, history, min(finite)[1])
+        if best and (Path(best) / STATE_FILE).is_file():
+            return Path(best) / STATE_FILE
+    found = sorted(trial_dir.glob(f"checkpoint_*/{STATE_FILE}"))
+    if not found:
+        raise ValueError(f"{trial_dir}: a trial folder without any checkpoint_*/{STATE_FILE}")
+    return found[-1]
+
+
+def resolve_checkpoint(given: str | Path, official: str | None = None) -> CheckpointInfo:
+    """Finds the weights behind ``given``.
+
+    ``given`` may be a model file (``hpcm.save_model``), a training state (``trial_state.pt``
+    or ``finetune``'s ``best.pt``), an official LIC-HPCM file (with ``official`` = "base" or
+    "large"), a Tune checkpoint folder (``checkpoint_*/``), a Tune trial folder (its best
+    checkpoint) or a ``finetune --out`` folder (``best.pt``).
+    """
+    path = Path(given).expanduser()
+    if not path.exists():
+        raise ValueError(f"{given}: no such checkpoint file or folder")
+    trial_dir = None
+    if path.is_dir():
+        if (path / STATE_FILE).is_file():
+            trial_dir, path = path.parent, path / STATE_FILE
+        elif (path / "params.json").is_file():
+            trial_dir, path = path, _trial_folder_checkpoint(path)
+        elif (path / "best.pt").is_file():
+            path = path / "best.pt"
+        else:
+            raise ValueError(f"{given}: a folder without {STATE_FILE}, params.json or best.pt; "
+                             "give a checkpoint file, a checkpoint_* folder or a trial folder")
+    elif path.name == STATE_FILE:
+        trial_dir = path.parent.parent
+    info = CheckpointInfo(path=str(path.resolve()), given=str(given), label=path.stem)
+    if official:
+        info.kind, info.variant = "official", official
+    params = {}
+    if trial_dir is not None and (trial_dir / "params.json").is_file():
+        params = json.loads((trial_dir / "params.json").read_text())
+        exp = find_experiment(trial_dir)
+        info.experiment = str(exp) if exp else None
+        result = trial_dir / "result.json"
+        if result.is_file():
+            first = result.read_text().split("\n", 1)[0]
+            try:
+                info.trial_id = json.loads(first).get("trial_id")
+            except ValueError:
+                pass
+        info.trial_id = info.trial_id or trial_dir.name
+        info.label = f"{info.trial_id}/{path.parent.name}"
+    if params:
+        info.lmbda = params.get("lmbda")
+        info.start_checkpoint = params.get("checkpoint")
+        info.start_kind = params.get("checkpoint_kind", "project")
+        info.start_variant = params.get("model")
+    return info
+
+
+def load(info: CheckpointInfo) -> "hpcm_t.HPCM":
+    """The model of ``info`` in eval mode with its entropy-coder tables built."""
+    import torch
+
+    import hpcm
+
+    if info.kind == "official":
+        model = hpcm.load_official_checkpoint(info.path, variant=info.variant or "base")
+    else:
+        try:
+            obj = torch.load(info.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
+            raise ValueError(f"cannot read checkpoint {info.path}: {exc}") from exc
+        if isinstance(obj, dict) and isinstance(obj.get("trainer"), dict):
+            obj = obj["trainer"]  # a trial state: {"trainer", "patience", "best"}
+        if isinstance(obj, dict) and obj.get("format") == "hpcm-tune-train":
+            if info.lmbda is None:
+                info.lmbda = obj.get("finetune_config", {}).get("lmbda")
+            obj = {"config": obj["config"], "state_dict": obj["state_dict"]}
+        model = hpcm.load_model(obj)
+    model = model.to(torch.device("cpu")).eval()
+    model.update(force=True)
+    return model
+
+
+def load_images(data: str | Path | None = None, max_images: int | None = None) -> dict[str, Any]:
+    """name -> (3, H, W) float tensor in [0, 1]; default: the bundled validation photos."""
+    from trainables.data import bundled_photos, list_images, load_rgb
+
+    paths = list_images(data) if data else bundled_photos("val")
+    if max_images:
+        paths = paths[:max_images]
+    names = [p.stem for p in paths]
+    if len(set(names)) != len(names):  # same stem in two sub-folders
+        names = [str(p.relative_to(data)) if data else p.name for p in paths]
+    return {n: load_rgb(p) for n, p in zip(names, paths)}
+
+
+def to_uint8(x: "torch.Tensor"):
+    """(3, H, W) or (1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8 numpy array."""
+    import numpy as np
+
+    x = x.detach().reshape(x.shape[-3:]).clamp(0, 1).mul(255).round()
+    return np.ascontiguousarray(x.to(dtype=__import__("torch").uint8).permute(1, 2, 0).numpy())
+
+
+def code_image(model: "hpcm_t.HPCM", image: "torch.Tensor") -> dict[str, Any]:
+    """One real compress / decompress of ``image`` (3, H, W); returns the measurements and
+    the bitstream (``strings``)."""
+    import torch
+
+    import hpcm
+    from analysis.codecs import ms_ssim, psnr
+
+    x = image.unsqueeze(0)
+    h, w = x.shape[-2:]
+    x_pad, padding = hpcm.pad_to_multiple(x, model.config.pad_multiple)
+    with torch.no_grad():
+        out = model(x_pad)
+    est_bits = float(sum(-torch.log2(v.float()).sum() for v in out["likelihoods"].values()))
+    start = time.perf_counter()
+    enc = model.compress(x_pad)
+    encode_s = time.perf_counter() - start
+    bits = 8 * sum(len(s) for group in enc["strings"] for s in group)
+    start = time.perf_counter()
+    dec = model.decompress(enc["strings"], enc["shape"])
+    decode_s = time.perf_counter() - start
+    rec = hpcm.crop_padding(dec["x_hat"], padding)
+    original, decoded = to_uint8(x), to_uint8(rec)
+    return {"width": w, "height": h, "bits": bits, "bpp": bits / (h * w),
+            "est_bits": est_bits, "est_bpp": est_bits / (h * w),
+            "bits_gap_pct": 100 * (bits - est_bits) / est_bits if est_bits else math.nan,
+            "psnr": psnr(original, decoded), "ms_ssim": ms_ssim(original, decoded),
+            "encode_s": encode_s, "decode_s": decode_s, "strings": enc["strings"]}
+
+
+def evaluate_model(model: "hpcm_t.HPCM", images: dict[str, Any], **labels) -> "pd.DataFrame":
+    """One row per image of :func:`code_image` (without the bitstream) plus ``labels``."""
+    import pandas as pd
+
+    rows = []
+    for name, image in images.items():
+        row = code_image(model, image)
+        row.pop("strings")
+        rows.append({**labels, "image": name, **row})
+    return pd.DataFrame(rows)
+
+
+def rd_points(per_image: "pd.DataFrame", keys: list[str]) -> "pd.DataFrame":
+    """Means over the images of each curve point (bpp, PSNR, MS-SSIM, times, estimate gap)."""
+    metrics = [c for c in ("bpp", "est_bpp", "bits_gap_pct", "psnr", "ms_ssim", "encode_s",
+                           "decode_s") if c in per_image]
+    out = per_image.groupby(keys, dropna=False, sort=False)[metrics].mean().reset_index()
+    out["images"] = per_image.groupby(keys, dropna=False, sort=False).size().values
+    return out
+
+
+def _start_infos(infos: list[CheckpointInfo], baselines: list[str] | None,
+                 official: str | None) -> list[CheckpointInfo]:
+    if baselines:
+        return [resolve_checkpoint(b, official) for b in baselines]
+    seen: dict[str, CheckpointInfo] = {}
+    for info in infos:
+        if info.start_checkpoint and info.start_checkpoint not in seen:
+            if not Path(info.start_checkpoint).is_file():
+                log.warning("start checkpoint %s not found: no start curve", info.start_checkpoint)
+                continue
+            seen[info.start_checkpoint] = CheckpointInfo(
+                path=info.start_checkpoint, given=info.start_checkpoint,
+                label=Path(info.start_checkpoint).stem, kind=info.start_kind,
+                variant=info.start_variant)
+    return list(seen.values())
+
+
+def default_out(first: str | Path) -> Path:
+    """``<experiment>/evaluation`` for a checkpoint inside an experiment, else next to it."""
+    path = Path(first).expanduser().resolve()
+    exp = find_experiment(path if path.is_dir() else path.parent)
+    if exp is not None:
+        return exp / "evaluation"
+    return (path if path.is_dir() else path.parent) / "evaluation"
+
+
+def run_evaluation(checkpoints: list[str], data: str | None = None, out: str | None = None,
+                   codecs: list[str] | None = None, baselines: list[str] | None = None,
+                   official: str | None = None, max_images: int | None = None,
+                   plot: bool = True) -> dict[str, Any]:
+    """Evaluates ``checkpoints`` as one curve, the start checkpoints, and the codec anchors;
+    writes the output folder (see the module docstring) and returns its tables."""
+    import pandas as pd
+
+    from analysis import bd
+    from analysis import codecs as codec_mod
+
+    if not checkpoints:
+        raise ValueError("give at least one CHECKPOINT")
+    codecs = list(codecs if codecs is not None else codec_mod.CODECS)
+    skipped = {}
+    for name in list(codecs):
+        why = codec_mod.available(name)
+        if why and name not in codec_mod.CODECS:
+            raise ValueError(why)
+        if why:
+            log.warning("skipping %s: %s", name, why)
+            skipped[name] = why
+            codecs.remove(name)
+    infos = [resolve_checkpoint(c, official) for c in checkpoints]
+    starts = _start_infos(infos, baselines, official)
+    images = load_images(data, max_images)
+    out_dir = Path(out) if out else default_out(checkpoints[0])
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    frames = []
+    for curve, group in ((CURVE, infos), (START, starts)):
+        for info in group:
+            log.info("evaluating %s (%s) on %d images", info.label, curve, len(images))
+            model = load(info)
+            frames.append(evaluate_model(model, images, curve=curve, label=info.label,
+                                         checkpoint=info.path, lmbda=info.lmbda))
+    per_image = pd.concat(frames, ignore_index=True)
+    points = rd_points(per_image, ["curve", "label", "checkpoint", "lmbda"])
+    anchors_img = pd.DataFrame()
+    if codecs:
+        log.info("codec anchors %s on %d images", ", ".join(codecs), len(images))
+        arrays = {n: to_uint8(img) for n, img in images.items()}
+        anchors_img = codec_mod.sweep(arrays, codecs)
+        anchor_points = rd_points(anchors_img, ["codec", "quality"]).rename(
+            columns={"codec": "curve"})
+        anchor_points["label"] = anchor_points["curve"] + " q" + anchor_points["quality"].astype(str)
+        points = pd.concat([points, anchor_points], ignore_index=True)
+
+    test = points[points["curve"] == CURVE]
+    bd_rows = []
+    for anchor in [START, *codecs]:
+        ref = points[points["curve"] == anchor]
+        if ref.empty:
+            continue
+        row = {"test": CURVE, "anchor": anchor, "test_points": len(test), "anchor_points": len(ref)}
+        row.update(bd.compare(ref["bpp"], ref["psnr"], test["bpp"], test["psnr"]))
+        bd_rows.append(row)
+    bd_table = pd.DataFrame(bd_rows, columns=["test", "anchor", "test_points", "anchor_points",
+                                              "bd_rate_pct", "bd_psnr_db", "psnr_overlap",
+                                              "rate_overlap", "note"])
+    deltas = _start_deltas(points)
+
+    per_image.to_csv(out_dir / "per_image.csv", index=False)
+    if not anchors_img.empty:
+        anchors_img.to_csv(out_dir / "anchors_per_image.csv", index=False)
+    points.to_csv(out_dir / "rd_points.csv", index=False)
+    bd_table.to_csv(out_dir / "bd.csv", index=False)
+    deltas.to_csv(out_dir / "start_deltas.csv", index=False)
+    meta = {"checkpoints": [asdict(i) for i in infos], "starts": [asdict(s) for s in starts],
+            "images": {n: list(img.shape[-2:]) for n, img in images.items()},
+            "data": str(Path(data).resolve()) if data else "bundled validation photos",
+            "codecs": {c: codec_mod.CODECS[c].note for c in codecs}, "skipped_codecs": skipped,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (out_dir / "evaluation.json").write_text(json.dumps(meta, indent=2))
+    result = {"out": out_dir, "per_image": per_image, "points": points, "bd": bd_table,
+              "deltas": deltas, "meta": meta}
+    if plot:
+        from analysis.plots import plot_rd
+
+        plot_rd(points, out_dir / "rd.png", bd_table)
+    (out_dir / "summary.md").write_text(summary_markdown(result))
+    return result
+
+
+def _start_deltas(points: "pd.DataFrame") -> "pd.DataFrame":
+    """Each checkpoint vs the start checkpoint (same lambda if several): rate and PSNR change."""
+    import pandas as pd
+
+    test, start = points[points["curve"] == CURVE], points[points["curve"] == START]
+    rows = []
+    for _, t in test.iterrows():
+        if start.empty:
+            break
+        same = start if len(start) == 1 else start[start["lmbda"] == t["lmbda"]]
+        if same.empty:
+            continue
+        ref = same.iloc[0]
+        rows.append({"label": t["label"], "start": ref["label"],
+                     "bpp_change_pct": 100 * (t["bpp"] - ref["bpp"]) / ref["bpp"],
+                     "psnr_change_db": t["psnr"] - ref["psnr"]})
+    return pd.DataFrame(rows, columns=["label", "start", "bpp_change_pct", "psnr_change_db"])
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:.{digits}f}"
+    return str(v)
+
+
+def markdown_table(df: "pd.DataFrame", digits: dict[str, int] | None = None) -> str:
+    """A GitHub markdown table (no extra dependency)."""
+    digits = digits or {}
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(_fmt(row[c], digits.get(c, 3)) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def summary_markdown(result: dict[str, Any]) -> str:
+    points, bd_table, deltas = result["points"], result["bd"], result["deltas"]
+    meta = result["meta"]
+    own = points[points["curve"].isin([CURVE, START])][
+        ["curve", "label", "lmbda", "bpp", "est_bpp", "bits_gap_pct", "psnr", "ms_ssim",
+         "encode_s", "decode_s"]]
+    parts = [f"# Evaluation ({len(meta['images'])} images: {meta['data']})", "",
+             "Real bitstreams: bpp = 8 x bytes / original pixels; PSNR / MS-SSIM on the decoded "
+             "8-bit image; `bits_gap_pct` = (actual - estimated) / estimated bits.", "",
+             markdown_table(own, {"bpp": 4, "est_bpp": 4, "bits_gap_pct": 2, "psnr": 2,
+                                  "ms_ssim": 4, "encode_s": 2, "decode_s": 2}), ""]
+    if not bd_table.empty:
+        parts += ["## BD-rate of the checkpoints' curve (pchip; negative = fewer bits)", "",
+                  markdown_table(bd_table[["anchor", "test_points", "anchor_points",
+                                           "bd_rate_pct", "bd_psnr_db", "note"]],
+                                 {"bd_rate_pct": 2, "bd_psnr_db": 3}), ""]
+    if not deltas.empty:
+        parts += ["## Against the start checkpoint", "",
+                  markdown_table(deltas, {"bpp_change_pct": 2, "psnr_change_db": 3}), ""]
+    anchors = points[~points["curve"].isin([CURVE, START])]
+    if not anchors.empty:
+        parts += ["## Codec anchors", "",
+                  markdown_table(anchors[["curve", "quality", "bpp", "psnr", "ms_ssim",
+                                          "encode_s", "decode_s"]],
+                                 {"bpp": 4, "psnr": 2, "ms_ssim": 4, "encode_s": 3,
+                                  "decode_s": 3}), ""]
+    return "\n".join(parts)

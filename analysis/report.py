@@ -1,0 +1,290 @@
+"""The analysis report of an experiment: CSV/Parquet tables, PNG plots, report.md, report.html.
+
+``report.html`` is self-contained (the plots are embedded as base64 PNG data URIs), so it can
+be mailed or attached to a ticket. Both documents are rendered from the same list of blocks.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from analysis.evaluate import markdown_table
+
+FIGURES = {
+    "convergence": "convergence_winner.png",
+    "loss_curves": "loss_curves.png",
+    "loss_vs_ratio": "loss_vs_context_lr_ratio.png",
+    "unfreeze": "unfreeze_epochs_vs_loss.png",
+    "compute": "compute_used_vs_saved.png",
+    "importance": "parameter_importance.png",
+    "rd": "rate_distortion.png",
+}
+
+
+def find_evaluation(exp_path: Path) -> Path | None:
+    """``<experiment>/evaluation`` if an evaluation was written there."""
+    folder = exp_path / "evaluation"
+    return folder if (folder / "rd_points.csv").is_file() else None
+
+
+def confidence(winner: dict) -> str:
+    """A plain-words reading of the gap between the winner and the runner-up."""
+    ru = winner.get("runner_up")
+    if ru is None:
+        return "Only one trial finished: nothing to compare it with."
+    pct, in_std = ru["gap_pct"], ru["gap_in_std"]
+    spread = f"{in_std:.2f} standard deviations of the trials' best losses" if math.isfinite(
+        in_std) else "no spread estimate (fewer than 3 trials)"
+    text = (f"The runner-up ({ru['trial_id']}) is {ru['gap']:.4g} worse ({pct:.3f}%; {spread}). ")
+    if pct < 0.1 or (math.isfinite(in_std) and in_std < 0.5):
+        text += ("That is within what a different seed or validation crop can change: treat "
+                 "the top configs as a tie and look at the family ranking and the importance.")
+    elif math.isfinite(in_std) and in_std >= 1:
+        text += "The winner is clearly ahead of the other trials of this sweep."
+    else:
+        text += "The lead is modest: confirm it with a second seed before relying on it."
+    return text
+
+
+def _blocks(exp, importance, evaluation: Path | None, figs: dict[str, Path | None],
+            out: Path) -> list[tuple]:
+    b: list[tuple] = []
+    o = exp.options
+    trial = o.get("trial", {})
+    b.append(("h1", f"Sweep report: {exp.path.name}"))
+    b.append(("p", f"Experiment `{exp.path}`: {len(exp.trials)} trials, epoch budget "
+                   f"{o.get('epochs', 'n/a')} per trial, preset `{o.get('preset', 'n/a')}`, model "
+                   f"`{trial.get('model', 'n/a')}`, lambda {trial.get('lmbda', 'n/a')}."))
+    winner = exp.winner()
+    b.append(("h2", "Winning config"))
+    if winner is None:
+        b.append(("p", "No trial finished with a loss."))
+    else:
+        row = exp.trials.set_index("trial_id").loc[winner["trial_id"]]
+        b.append(("pre", json.dumps(winner["config"], indent=2)))
+        b.append(("p", f"Trial {winner['trial_id']}: best validation loss "
+                       f"{winner['best_loss']:.4f} at epoch {winner['best_epoch']} "
+                       f"(bpp {row['bpp']:.4f}, PSNR {row['psnr']:.2f} dB, estimated rate). "
+                       f"Saved as `best_config.json` for `tune_main.py run --config`."))
+        fam_rank = ", ".join(f"{k} {v:.4f}" for k, v in winner["family_median_loss"].items())
+        b.append(("p", f"How sure: {confidence(winner)} {winner['trials_finished']} trials "
+                       f"finished; {winner['family_trials']} of them used freeze strategy "
+                       f"`{winner['family']}`, ranked {winner['family_rank']} of "
+                       f"{len(winner['family_median_loss'])} by median best loss ({fam_rank})."))
+    cols = ["trial_id", "family", *[c for c in exp.searched if c != "freeze_strategy"],
+            "best_loss", "best_epoch", "epochs_run", "stop_reason", "device_hours"]
+    table = exp.trials.sort_values("best_loss")[[c for c in cols if c in exp.trials]]
+    b.append(("h2", "Trials"))
+    b.append(("table", table, {"best_loss": 4, "device_hours": 4, "context_lr_ratio": 4,
+                               "unfreeze_h_epoch": 0, "unfreeze_context_epoch": 0}))
+    errors = exp.trials[exp.trials["stop_reason"] == "error"]
+    for _, r in errors.iterrows():
+        b.append(("p", f"Trial {r['trial_id']} errored: `{r['error']}`"))
+
+    b.append(("h2", "Per-scale convergence"))
+    if winner is not None:
+        row = exp.trials.set_index("trial_id").loc[winner["trial_id"]]
+        import pandas as pd
+
+        scales = pd.DataFrame([{"scale": s, "best": row[f"{s}_best"],
+                                "best_epoch": row[f"{s}_best_epoch"],
+                                "stop_epoch": row[f"{s}_stop_epoch"]} for s in ("s1", "s2", "s3")])
+        b.append(("p", f"Winner {winner['trial_id']} ended by: {row['stop_reason']} after "
+                       f"{int(row['epochs_run'])} of {int(row['epochs_budget'])} epochs."))
+        b.append(("table", scales, {"best": 4, "best_epoch": 0, "stop_epoch": 0}))
+    for key in ("convergence", "loss_curves"):
+        if figs.get(key):
+            b.append(("img", figs[key]))
+
+    b.append(("h2", "Compute saved"))
+    saved = exp.compute_saved()
+    total = saved.iloc[0]
+    b.append(("p", f"{int(total['epochs_used'])} of {int(total['epochs_budget'])} epochs used "
+                   f"({100 * total['epochs_saved_fraction']:.1f}% saved); "
+                   f"{total['device_hours_used']:.4f} of {total['device_hours_budget']:.4f} "
+                   f"device-hours ({100 * total['device_hours_saved_fraction']:.1f}% saved). "
+                   f"{int(total['stopped_early'])} trials stopped early by the per-scale stopper. "
+                   "The budget counts every trial at its full epoch budget; device-hours of the "
+                   "full budget extrapolate each trial's own time per epoch."))
+    b.append(("table", saved, {"epochs_saved_fraction": 3, "device_hours_used": 4,
+                               "device_hours_budget": 4, "device_hours_saved": 4,
+                               "device_hours_saved_fraction": 3}))
+    if figs.get("compute"):
+        b.append(("img", figs["compute"]))
+
+    b.append(("h2", "Search space"))
+    for key in ("loss_vs_ratio", "unfreeze"):
+        if figs.get(key):
+            b.append(("img", figs[key]))
+    if not figs.get("unfreeze"):
+        b.append(("p", "No progressive trial finished: no unfreeze-epoch plot."))
+
+    b.append(("h2", "Parameter importance"))
+    if importance.empty:
+        b.append(("p", "Not enough finished trials (3 needed per scope) or nothing varied."))
+    else:
+        b.append(("p", "Optuna fANOVA on the trials' best loss. Unfreeze epochs exist only for "
+                       "progressive trials, so they are ranked within those trials "
+                       "(scope `progressive only`, needs 3+ such trials). Few trials make "
+                       "this a hint, not a measurement."))
+        b.append(("table", importance, {"importance": 3}))
+        if figs.get("importance"):
+            b.append(("img", figs["importance"]))
+
+    b.append(("h2", "Rate-distortion and BD-rate"))
+    if evaluation is None:
+        b.append(("p", "No evaluation found. Run `python tune_main.py evaluate "
+                       f"{exp.path}/<trial folder> ...` (several checkpoints, e.g. one per "
+                       "lambda, make a curve); it writes `<experiment>/evaluation/`, which this "
+                       "report then includes."))
+    else:
+        import pandas as pd
+
+        points = pd.read_csv(evaluation / "rd_points.csv")
+        own = points[points["curve"].isin(["hpcm", "start"])]
+        b.append(("p", f"From `{evaluation}` (real bitstreams; see its summary.md)."))
+        keep = [c for c in ("curve", "label", "lmbda", "bpp", "est_bpp", "bits_gap_pct", "psnr",
+                            "ms_ssim", "encode_s", "decode_s") if c in own]
+        b.append(("table", own[keep], {"bpp": 4, "est_bpp": 4, "bits_gap_pct": 2, "psnr": 2,
+                                       "ms_ssim": 4, "encode_s": 2, "decode_s": 2}))
+        if (evaluation / "bd.csv").is_file():
+            bd_table = pd.read_csv(evaluation / "bd.csv").fillna({"note": ""})
+            b.append(("p", "BD-rate (%) and BD-PSNR (dB) of the fine-tuned curve against each "
+                           "anchor (pchip); negative BD-rate = fewer bits for the same PSNR."))
+            b.append(("table", bd_table[["anchor", "test_points", "anchor_points", "bd_rate_pct",
+                                         "bd_psnr_db", "note"]],
+                      {"bd_rate_pct": 2, "bd_psnr_db": 3}))
+        if (evaluation / "start_deltas.csv").is_file():
+            deltas = pd.read_csv(evaluation / "start_deltas.csv")
+            if not deltas.empty:
+                b.append(("p", "Against the start checkpoint, point by point:"))
+                b.append(("table", deltas, {"bpp_change_pct": 2, "psnr_change_db": 3}))
+        if figs.get("rd"):
+            b.append(("img", figs["rd"]))
+    return b
+
+
+def _render_md(blocks: list[tuple], out: Path) -> str:
+    lines = []
+    for kind, *rest in blocks:
+        if kind == "h1":
+            lines += [f"# {rest[0]}", ""]
+        elif kind == "h2":
+            lines += [f"## {rest[0]}", ""]
+        elif kind == "p":
+            lines += [rest[0], ""]
+        elif kind == "pre":
+            lines += ["```json", rest[0], "```", ""]
+        elif kind == "table":
+            lines += [markdown_table(rest[0], rest[1]), ""]
+        elif kind == "img":
+            path = Path(rest[0])
+            lines += [f"![{path.stem.replace('_', ' ')}]({path.relative_to(out)})", ""]
+    return "\n".join(lines)
+
+
+def _inline_code(text: str) -> str:
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _html_table(df, digits: dict[str, int]) -> str:
+    from analysis.evaluate import _fmt
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for _, r in df.iterrows():
+        cells = "".join(f"<td>{html.escape(_fmt(r[c], digits.get(c, 3)))}</td>" for c in df.columns)
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222}table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.2em}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f2f2f2}
+td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee;
+margin:.5em 0}pre{background:#f6f6f6;padding:.7em}code{background:#f3f3f3;padding:0 3px}"""
+
+
+def _render_html(blocks: list[tuple], title: str) -> str:
+    body = []
+    for kind, *rest in blocks:
+        if kind in ("h1", "h2"):
+            body.append(f"<{kind}>{html.escape(rest[0])}</{kind}>")
+        elif kind == "p":
+            body.append(f"<p>{_inline_code(rest[0])}</p>")
+        elif kind == "pre":
+            body.append(f"<pre>{html.escape(rest[0])}</pre>")
+        elif kind == "table":
+            body.append(_html_table(rest[0], rest[1]))
+        elif kind == "img":
+            data = base64.b64encode(Path(rest[0]).read_bytes()).decode()
+            alt = html.escape(Path(rest[0]).stem.replace("_", " "))
+            body.append(f'<img alt="{alt}" src="data:image/png;base64,{data}">')
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+            f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(body)
+            + "\n</body></html>\n")
+
+
+def write_report(experiment: str | Path, out: str | Path | None = None,
+                 evaluation: str | Path | None = None) -> dict[str, Any]:
+    """Loads the experiment and writes tables, plots, report.md and report.html into ``out``
+    (default ``<experiment>/analysis``). Returns {"out", "files", "experiment", "winner"}."""
+    from analysis import plots
+    from analysis.importance import parameter_importance
+    from analysis.results import load_experiment
+
+    exp = load_experiment(experiment)
+    out = Path(out) if out else exp.path / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    if evaluation is not None:
+        evaluation = Path(evaluation)
+        if not (evaluation / "rd_points.csv").is_file():
+            raise ValueError(f"--evaluation {evaluation}: no rd_points.csv there (the folder "
+                             "`tune_main.py evaluate` wrote)")
+    else:
+        evaluation = find_evaluation(exp.path)
+    files = exp.export(out)
+    importance = parameter_importance(exp)
+    importance.to_csv(out / "parameter_importance.csv", index=False)
+    files["parameter_importance.csv"] = out / "parameter_importance.csv"
+    winner = exp.winner()
+    if winner is not None:
+        (out / "best_config.json").write_text(json.dumps(winner["config"], indent=2) + "\n")
+        files["best_config.json"] = out / "best_config.json"
+
+    figs: dict[str, Path | None] = {}
+    if winner is not None:
+        figs["convergence"] = plots.plot_convergence(exp, winner["trial_id"],
+                                                     out / FIGURES["convergence"])
+    figs["loss_curves"] = plots.plot_loss_curves(exp, out / FIGURES["loss_curves"])
+    figs["loss_vs_ratio"] = plots.plot_loss_vs_ratio(exp, out / FIGURES["loss_vs_ratio"])
+    figs["unfreeze"] = plots.plot_unfreeze(exp, out / FIGURES["unfreeze"])
+    figs["compute"] = plots.plot_compute(exp, out / FIGURES["compute"])
+    figs["importance"] = plots.plot_importance(importance, out / FIGURES["importance"])
+    if evaluation is not None:
+        import pandas as pd
+
+        bd_path = evaluation / "bd.csv"
+        figs["rd"] = plots.plot_rd(pd.read_csv(evaluation / "rd_points.csv"), out / FIGURES["rd"],
+                                   pd.read_csv(bd_path) if bd_path.is_file() else None)
+        for name in ("bd.csv", "rd_points.csv", "start_deltas.csv"):
+            if (evaluation / name).is_file():
+                shutil.copyfile(evaluation / name, out / f"evaluation_{name}")
+                files[f"evaluation_{name}"] = out / f"evaluation_{name}"
+    for key, path in figs.items():
+        if path is not None:
+            files[path.name] = path
+
+    blocks = _blocks(exp, importance, evaluation, figs, out)
+    (out / "report.md").write_text(_render_md(blocks, out))
+    (out / "report.html").write_text(_render_html(blocks, f"Sweep report: {exp.path.name}"))
+    files["report.md"], files["report.html"] = out / "report.md", out / "report.html"
+    return {"out": out, "files": files, "experiment": exp, "winner": winner,
+            "figures": [p for p in figs.values() if p is not None]}
