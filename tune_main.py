@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wide-space", action="store_true", help="also search base_lr, h_multiplier")
     g.add_argument("--num-samples", type=int, default=8, help="number of trials")
     g.add_argument("--optuna-storage", help="persist the study, e.g. sqlite:///study.db")
+    g.add_argument("--config", help="no search: fine-tune this JSON config of the searched "
+                   "knobs (e.g. the best_config a sweep printed)")
+    g.add_argument("--lambdas", help="with --config: one trial per lambda, comma-separated, "
+                   "e.g. 0.0035,0.0067,0.013,0.025 (a rate-distortion curve)")
     g.add_argument("--budget-epochs", type=int, help="stop the sweep after this many epochs")
     g.add_argument("--budget-device-hours", type=float,
                    help="stop the sweep after this many device-hours")
@@ -181,6 +185,36 @@ def _trial_base(args: argparse.Namespace) -> dict:
     }
 
 
+def _fixed_config(args: argparse.Namespace) -> tuple[dict | None, list[float] | None]:
+    """The validated --config / --lambdas of a run without search."""
+    from trainables.finetune import FineTuneConfig
+    from trainables.layer_lr import LayerLRConfig
+    from trainables.sweep import SEARCHED_KNOBS
+
+    if args.config is None:
+        if args.lambdas:
+            raise UsageError("--lambdas needs --config (the config to fine-tune at each lambda)")
+        return None, None
+    try:
+        config = json.loads(Path(args.config).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read --config {args.config}: {exc}") from exc
+    config = config.get("best_config", config) if isinstance(config, dict) else config
+    if not isinstance(config, dict) or not set(config) <= set(SEARCHED_KNOBS):
+        raise UsageError(f"--config {args.config} must be a JSON object with keys among "
+                         f"{', '.join(SEARCHED_KNOBS)}")
+    FineTuneConfig(epochs=args.epochs, layer_lr=LayerLRConfig(**config))  # validates values
+    lambdas = None
+    if args.lambdas:
+        try:
+            lambdas = [float(v) for v in args.lambdas.split(",")]
+        except ValueError as exc:
+            raise UsageError(f"--lambdas {args.lambdas}: not a comma-separated list of numbers") from exc
+        if any(v <= 0 for v in lambdas):
+            raise UsageError(f"--lambdas must all be positive, got {args.lambdas}")
+    return config, lambdas
+
+
 def _check_numbers(args: argparse.Namespace) -> None:
     checks = {"--lmbda": args.lmbda > 0, "--epochs": args.epochs > 0,
               "--batch-size": args.batch_size > 0, "--crop-size": args.crop_size > 0,
@@ -244,6 +278,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         log.warning("--overwrite: removing %s", target)
         shutil.rmtree(target)
+    fixed_config, lambdas = _fixed_config(args)
     _check_storage(storage, args.optuna_storage)
     trial = _trial_base(args)
     options = SweepOptions(
@@ -253,6 +288,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
         optuna_storage=args.optuna_storage, budget_epochs=args.budget_epochs,
         budget_device_hours=args.budget_device_hours,
+        fixed_config=fixed_config, lambdas=lambdas,
     )
     _init_ray(args.address, dashboard=args.dashboard)
     try:
@@ -372,6 +408,9 @@ def _print_summary(summary: dict, wall_s: float) -> None:
         print(f"best loss: {summary['best_loss']:.4f}")
         print(f"best config: {json.dumps(summary['best_config'])}")
         print(f"best trial's per-scale best epochs: {summary['best_scale_epochs']}")
+    for row in summary.get("per_lambda", []):
+        print(f"lambda {row['lmbda']:<8g} best loss {row['best_loss']:.4f}  bpp {row['bpp']:.4f}  "
+              f"PSNR {row['psnr']:.2f} dB  ({row['epochs']} epochs)")
     print(f"results: {summary['path']}")
     print(f"resume:  python tune_main.py resume {summary['path']}")
 

@@ -134,3 +134,25 @@ def test_keep_scale_best_writes_loadable_per_scale_weights(tmp_path, small_photo
         metrics = FineTuner(model, FineTuneConfig(lmbda=float(tune_main.build_parser().parse_args(
             ["finetune"]).lmbda)), val, val, torch.device("cpu")).validate()
         assert metrics[scale] == pytest.approx(rows[best_epoch][scale], rel=1e-6)
+
+
+@pytest.mark.parametrize("content, extra, message", [
+    ('{"context_lr_ratio": 0.1, "learning_rate": 1}', [], "keys among"),
+    ('{"context_lr_ratio": 3}', [], "context_lr_ratio must be in (0, 1]"),
+    ('not json', [], "cannot read --config"),
+    ('{"context_lr_ratio": 0.1}', ["--lambdas", "0.01,-1"], "--lambdas must all be positive"),
+])
+def test_bad_fixed_configs_are_refused(content, extra, message, tmp_path, capsys,
+                                       pretrained_tiny_path):
+    config = tmp_path / "best.json"
+    config.write_text(content)
+    args = ["run", "--config", str(config), "--checkpoint", str(pretrained_tiny_path),
+            "--storage-path", str(tmp_path / "results")] + extra
+    assert tune_main.main(args) == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "results").exists()
+
+
+def test_lambdas_without_config_is_refused(capsys):
+    assert tune_main.main(["run", "--lambdas", "0.01,0.02"]) == 2
+    assert "--lambdas needs --config" in capsys.readouterr().err

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 MARKER = "hpcm_tune_experiment.json"
 METRIC, MODE = "best_loss", "min"
+SEARCHED_KNOBS = ("context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch",
+                  "unfreeze_context_epoch", "base_lr", "h_multiplier")
 
 
 class SweepError(RuntimeError):
@@ -44,6 +46,10 @@ class SweepOptions:
     optuna_storage: str | None = None
     budget_epochs: int | None = None
     budget_device_hours: float | None = None
+    # A fixed config (the searched knobs) instead of a search, optionally at several lambdas:
+    # one trial per lambda, e.g. to get a rate-distortion curve of a sweep's winner.
+    fixed_config: dict[str, Any] | None = None
+    lambdas: list[float] | None = None
 
     @property
     def path(self) -> str:
@@ -100,15 +106,13 @@ def check_resources(options: SweepOptions) -> None:
             "--cpus-per-trial/--gpus-per-trial or add bigger nodes")
 
 
-def build_tuner(options: SweepOptions, callbacks: list | None = None):
-    """The Tuner of a new sweep (Ray must be initialised); ``callbacks`` are Tune callbacks."""
+def _optuna_search(options: SweepOptions):
+    """OptunaSearch over the fine-tuning space, warm-started with the preset's points."""
     import optuna
     import sqlalchemy.exc
-    from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
     from search_spaces import FineTuneSpace, preset_points
-    from stoppers import AllScalesStopper
 
     storage = None
     if options.optuna_storage:
@@ -117,20 +121,35 @@ def build_tuner(options: SweepOptions, callbacks: list | None = None):
         except (ValueError, ImportError, sqlalchemy.exc.SQLAlchemyError) as exc:
             raise SweepError(f"cannot open the Optuna storage {options.optuna_storage!r}: "
                              f"{exc}. Give a writable URL such as sqlite:///study.db") from exc
-    searcher = OptunaSearch(
+    return OptunaSearch(
         space=FineTuneSpace(max_epochs=options.epochs, wide=options.wide_space),
         metric=METRIC, mode=MODE,
         points_to_evaluate=preset_points(options.preset, options.epochs),
         sampler=optuna.samplers.TPESampler(seed=options.seed),
         study_name=options.name, storage=storage,
     )
+
+
+def build_tuner(options: SweepOptions, callbacks: list | None = None):
+    """The Tuner of a new sweep (Ray must be initialised); ``callbacks`` are Tune callbacks."""
+    from ray import tune
+
+    from stoppers import AllScalesStopper
+
     param_space = dict(options.trial, epochs=options.epochs, seed=options.seed)
+    if options.fixed_config is not None:
+        param_space.update(options.fixed_config)
+        if options.lambdas:
+            param_space["lmbda"] = tune.grid_search(list(options.lambdas))
+        searcher, num_samples = None, 1
+    else:
+        searcher, num_samples = _optuna_search(options), options.num_samples
     return tune.Tuner(
         _trainable(options),
         param_space=param_space,
         tune_config=tune.TuneConfig(
             search_alg=searcher, metric=METRIC, mode=MODE,
-            num_samples=options.num_samples,
+            num_samples=num_samples,
             max_concurrent_trials=max_concurrent_trials(options),
             trial_dirname_creator=trial_dirname,
         ),
@@ -218,11 +237,14 @@ def summarize(results, options: SweepOptions) -> dict[str, Any]:
     if summary["trials"] > summary["errors"]:
         best = results.get_best_result(metric=METRIC, mode=MODE)
         summary["best_loss"] = best.metrics[METRIC]
-        summary["best_config"] = {k: v for k, v in best.config.items()
-                                  if k in ("context_lr_ratio", "freeze_strategy",
-                                           "unfreeze_h_epoch", "unfreeze_context_epoch",
-                                           "base_lr", "h_multiplier")}
+        summary["best_config"] = {k: v for k, v in best.config.items() if k in SEARCHED_KNOBS}
         summary["best_scale_epochs"] = {
             s: best.metrics.get(f"patience/{s}/best_epoch") for s in ("s1", "s2", "s3")}
         summary["best_trial_path"] = best.path
+    if options.lambdas:
+        rows = df.sort_values("config/lmbda")
+        summary["per_lambda"] = [
+            {"lmbda": r["config/lmbda"], "best_loss": r[METRIC], "bpp": r["bpp"],
+             "psnr": r["psnr"], "epochs": int(r["training_iteration"])}
+            for _, r in rows.iterrows()]
     return summary

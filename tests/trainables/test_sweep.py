@@ -242,3 +242,19 @@ def test_resume_refuses_a_folder_this_project_did_not_make(tmp_path):
     (tmp_path / "tuner.pkl").write_bytes(b"not ours")
     with pytest.raises(SweepError, match="not a hpcm-tune experiment"):
         resume_sweep(str(tmp_path))
+
+
+def test_fixed_config_at_several_lambdas_is_one_trial_per_lambda(
+        cluster, tmp_path, photo_dirs, pretrained_tiny_path):
+    options = _options(tmp_path, photo_dirs, pretrained_tiny_path, "curve", epochs=2,
+                       fixed_config={"context_lr_ratio": 0.2, "freeze_strategy": "entropy"},
+                       lambdas=[0.05, 0.01])
+    results = run_sweep(options)
+    assert not results.errors
+    assert sorted(r.config["lmbda"] for r in results) == [0.01, 0.05]
+    assert all(r.config["context_lr_ratio"] == 0.2 for r in results)
+    summary = summarize(results, options)
+    assert [row["lmbda"] for row in summary["per_lambda"]] == [0.01, 0.05]
+    for row, result in zip(summary["per_lambda"],
+                           sorted(results, key=lambda r: r.config["lmbda"])):
+        assert row["best_loss"] == result.metrics_dataframe["loss"].min()
