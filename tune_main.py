@@ -6,6 +6,8 @@
   python tune_main.py resume PATH          # continue an interrupted sweep
   python tune_main.py finetune [options]   # one fine-tune without Ray, for debugging
   python tune_main.py inspect-model --model base
+  python tune_main.py analyze PATH         # tables, plots and report.html of a sweep
+  python tune_main.py evaluate CKPT...     # real bitstreams, codec anchors, BD-rate
 
 torch, Ray and the project packages are imported inside the commands so --help is instant.
 """
@@ -19,7 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-COMMANDS = ("run", "resume", "finetune", "inspect-model")
+from analysis import cli as analysis_cli  # argparse only; heavy imports stay in the commands
+
+COMMANDS = ("run", "resume", "finetune", "inspect-model", "evaluate", "analyze")
 # Per-scale stopper settings for budgets under 100 epochs (the report's defaults assume
 # hundreds of epochs and losses of order 1; short demo runs need a shorter memory).
 SHORT_BUDGET_STOPPER = dict(patience=3, min_patience=2, max_patience=6, window=3,
@@ -128,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--freeze-strategy", default="entropy",
                          choices=("none", "entropy", "progressive"))
     inspect.add_argument("--epoch", type=int, default=0, help="show freezing at this epoch")
+
+    analysis_cli.add_evaluate_parser(sub)
+    analysis_cli.add_analyze_parser(sub)
     return parser
 
 
@@ -412,6 +419,7 @@ def _print_summary(summary: dict, wall_s: float) -> None:
         print(f"lambda {row['lmbda']:<8g} best loss {row['best_loss']:.4f}  bpp {row['bpp']:.4f}  "
               f"PSNR {row['psnr']:.2f} dB  ({row['epochs']} epochs)")
     print(f"results: {summary['path']}")
+    print(f"analyse: python tune_main.py analyze {summary['path']}")
     print(f"resume:  python tune_main.py resume {summary['path']}")
 
 
@@ -422,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     command = {"run": cmd_run, "resume": cmd_resume, "finetune": cmd_finetune,
-               "inspect-model": cmd_inspect_model}[args.command]
+               "inspect-model": cmd_inspect_model, "evaluate": analysis_cli.cmd_evaluate,
+               "analyze": analysis_cli.cmd_analyze}[args.command]
     try:
         return command(args)
     except UsageError as exc:

@@ -135,6 +135,10 @@ def plot_loss_vs_ratio(exp: "Experiment", path: str | Path) -> Path | None:
     ax.scatter([best["context_lr_ratio"]], [best["best_loss"]], s=250, facecolor="none",
                edgecolor="red", linewidth=2, label=f"winner {best['trial_id']}")
     ax.set_xscale("log")
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("context-LR ratio (context LR / base LR, log scale)")
     ax.set_ylabel("best validation loss")
     ax.set_title("Best loss vs context-LR ratio")
