@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--address", help="join a running Ray cluster (default: start a local one)")
     c.add_argument("--dashboard", action="store_true",
                    help="start the Ray dashboard of the local cluster on 127.0.0.1:8265")
+    c.add_argument("--wandb-project", help="also log trials to W&B (key from $WANDB_API_KEY)")
+    c.add_argument("--mlflow-uri", help="also log trials to this MLflow tracking URI "
+                   "(credentials from the MLFLOW_TRACKING_* environment variables)")
 
     resume = sub.add_parser("resume", help="continue an interrupted sweep")
     resume.add_argument("path", help="the experiment folder that `run` printed")
@@ -268,10 +271,12 @@ def _check_storage(storage: str, optuna_storage: str | None) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     _check_numbers(args)
-    _prepare_ray(args.address)
+    address = _ray_address(args)
+    _prepare_ray(address)
     import ray
 
     from trainables.sweep import SweepOptions, join_storage, run_sweep, summarize
+    from trainables.tracking import tracking_callbacks
 
     name = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
     storage = args.storage_path if "://" in args.storage_path else str(
@@ -297,31 +302,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         budget_device_hours=args.budget_device_hours,
         fixed_config=fixed_config, lambdas=lambdas,
     )
-    _init_ray(args.address, dashboard=args.dashboard)
+    callbacks = tracking_callbacks(args.wandb_project, args.mlflow_uri, name)
+    _init_ray(address, dashboard=args.dashboard)
     try:
         start = time.perf_counter()
-        results = run_sweep(options)
-        _print_summary(summarize(results, options), time.perf_counter() - start)
+        results = run_sweep(options, callbacks=callbacks)
+        summary = summarize(results, options)
+        _print_summary(summary, time.perf_counter() - start)
     finally:
         ray.shutdown()
-    return 0
+    return 1 if summary["trials"] and summary["errors"] == summary["trials"] else 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    _prepare_ray(args.address)
+    address = _ray_address(args)
+    _prepare_ray(address)
     import ray
 
     from trainables.sweep import resume_sweep, summarize
 
     path = str(Path(args.path).resolve()) if "://" not in args.path else args.path
-    _init_ray(args.address, dashboard=False)
+    _init_ray(address, dashboard=False)
     try:
         start = time.perf_counter()
         results, options = resume_sweep(path, retry_errored=args.retry_errored)
-        _print_summary(summarize(results, options), time.perf_counter() - start)
+        summary = summarize(results, options)
+        _print_summary(summary, time.perf_counter() - start)
     finally:
         ray.shutdown()
-    return 0
+    return 1 if summary["trials"] and summary["errors"] == summary["trials"] else 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -372,6 +381,13 @@ def cmd_inspect_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ray_address(args: argparse.Namespace) -> str | None:
+    """--address, or inside a Ray Job the job's cluster (RAY_ADDRESS): never start another."""
+    import os
+
+    return args.address or os.environ.get("RAY_ADDRESS") or None
+
+
 def _prepare_ray(address: str | None) -> None:
     """Before Ray is imported: a local cluster listens on 127.0.0.1 only; a remote address
     must answer within seconds (ray.init would otherwise retry for minutes)."""
@@ -385,7 +401,7 @@ def _prepare_ray(address: str | None) -> None:
         return
     if address == "auto":
         return
-    host, _, port = address.split("://")[-1].rpartition(":")
+    host, _, port = address.split("://")[-1].rstrip("/").rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except (OSError, ValueError) as exc:
@@ -437,8 +453,14 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as exc:
-        # Validation errors of the project's own modules carry a complete one-line message.
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        # Validation errors of the project's modules (ValueError subclasses, SweepError)
+        # carry a complete one-line message; anything else is a bug and keeps its traceback.
+        from trainables.finetune import NonFiniteLossError
+        from trainables.sweep import SweepError
+
+        if isinstance(exc, RuntimeError) and not isinstance(exc, (SweepError, NonFiniteLossError)):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -75,13 +75,29 @@ def _trainable(options: SweepOptions):
         hpcm_trainable, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
 
 
+def _node_shapes() -> list[dict]:
+    """Resources of the alive nodes and of every node type the autoscaler can still launch
+    (on a `ray up` cluster with min_workers 0 no GPU node is alive when a sweep starts)."""
+    import ray
+    from ray._private.state import state
+
+    shapes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    config = state.get_cluster_config()  # None unless an autoscaler published one
+    if config is not None:
+        shapes += [dict(g.resources) for g in config.node_group_configs if g.max_count != 0]
+    return shapes
+
+
 def max_concurrent_trials(options: SweepOptions) -> int:
     """How many trials the cluster can run at once with the per-trial resources."""
     import ray
+    from ray._private.state import state
 
     if options.max_concurrent:
         return options.max_concurrent
-    total = ray.cluster_resources()
+    total = dict(ray.cluster_resources())
+    for key, value in (state.get_max_resources_from_cluster_config() or {}).items():
+        total[key] = max(total.get(key, 0), value)
     fits = [total.get("CPU", 0) / options.cpus_per_trial]
     if options.gpus_per_trial:
         fits.append(total.get("GPU", 0) / options.gpus_per_trial)
@@ -93,15 +109,13 @@ def max_concurrent_trials(options: SweepOptions) -> int:
 
 def check_resources(options: SweepOptions) -> None:
     """Refuse a trial shape that no node of the cluster can ever hold (never stuck PENDING)."""
-    import ray
-
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    nodes = _node_shapes()
     if not any(n.get("CPU", 0) >= options.cpus_per_trial
                and n.get("GPU", 0) >= options.gpus_per_trial for n in nodes):
         most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
         most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
         raise SweepError(
-            f"a trial asks for {options.cpus_per_trial} CPUs and {options.gpus_per_trial} GPUs "
+            f"a trial asks for {options.cpus_per_trial:g} CPUs and {options.gpus_per_trial:g} GPUs "
             f"but the largest node has {most_cpus:g} CPUs and {most_gpus:g} GPUs: lower "
             "--cpus-per-trial/--gpus-per-trial or add bigger nodes")
 

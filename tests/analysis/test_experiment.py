@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import ray
-import torch
 
 from analysis import load_experiment
 from analysis.cli import add_analyze_parser, add_evaluate_parser, cmd_analyze, cmd_evaluate

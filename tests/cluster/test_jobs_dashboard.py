@@ -5,6 +5,7 @@ refused. The head is a `ray start --head --block` process group this module owns
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -114,7 +115,8 @@ def job(head, tmp_path_factory, photo_dirs, pretrained_tiny_path):  # noqa: F811
                      "excludes": [".git", ".venv", "results", "artifacts", ".pytest_cache",
                                   "cluster-data", "*.pth", "*.pth.tar"],
                      "env_vars": {"HPCM_TUNE_CACHE": os.environ["HPCM_TUNE_CACHE"]}})
-    return {"client": client, "id": submission_id, "storage": storage,
+    return {"client": client, "id": submission_id, "storage": storage, "url": head["url"],
+            "headers": head["headers"],
             "entrypoint": entrypoint}
 
 
@@ -154,9 +156,16 @@ def test_the_sweep_job_succeeds_and_writes_its_results(job):
         time.sleep(1)
     logs = client.get_job_logs(job["id"])
     assert status == JobStatus.SUCCEEDED, logs[-3000:]
-    assert "sweep finished" in logs and "best config" in logs
+    assert "sweep finished" in logs and "best config" in logs, logs[-3000:]
     experiment = job["storage"] / "jobs-sweep"
     trials = sorted(experiment.glob("trial_*/result.json"))
     assert len(trials) == 2
     assert all(t.read_text().strip() for t in trials)
     assert list(experiment.glob("trial_*/events.out.tfevents.*"))
+    # The sweep ran on the job's cluster (the head it was submitted to), not on a second
+    # local Ray that the entrypoint started for itself.
+    nodes = requests.get(f"{job['url']}/api/v0/nodes", headers=job["headers"], timeout=10)
+    node_ids = {n["node_id"] for n in nodes.json()["data"]["result"]["result"]}
+    for t in trials:
+        last = json.loads(t.read_text().splitlines()[-1])
+        assert last["node_id"] in node_ids
