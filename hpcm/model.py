@@ -233,8 +233,10 @@ class HPCM(CompressionModel):
         z_res = z - self.means_hyper
         z_q = quantize_ste(z_res) if self.training else torch.round(z_res)
         z_hat = z_q + self.means_hyper
-        # entropy_z adds uniform noise in training mode and rounds in eval mode.
-        _, z_likelihoods = self.entropy_z(z_res, self.scales_hyper)
+        # entropy_z adds uniform noise in training mode and rounds in eval mode. Likelihoods
+        # are computed in float32 even under bf16 autocast: tail probabilities need it.
+        with torch.autocast(x.device.type, enabled=False):
+            _, z_likelihoods = self.entropy_z(z_res.float(), self.scales_hyper.float())
 
         y_levels = self._y_lattices(y)
         quantize = quantize_ste if self.training else torch.round
@@ -244,7 +246,8 @@ class HPCM(CompressionModel):
 
         coded = self._progressive_coding(self.h_s(z_hat), code_step)
         x_hat = self.g_s(coded.y_hat)
-        _, y_likelihoods = self.entropy_y(y - coded.means, coded.scales)
+        with torch.autocast(x.device.type, enabled=False):
+            _, y_likelihoods = self.entropy_y((y - coded.means).float(), coded.scales.float())
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     # ------------------------------------------------------------------ entropy coding

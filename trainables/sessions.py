@@ -46,8 +46,11 @@ def hpcm_trainable(config: dict) -> None:
     # Worker processes start without logging set up; the device choice must be visible.
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    context = ray.get_runtime_context()
+    gpus = context.get_assigned_resources().get("GPU", 0)
+    # Device-hours count a half-GPU trial as half a device; a CPU-only trial as one.
     run_trial(config, TuneSession(), gpu_ids=ray.get_gpu_ids(),
-              tags={"node_id": ray.get_runtime_context().get_node_id()})
+              tags={"node_id": context.get_node_id(), "devices": gpus or 1})
 
 
 class LocalSession:

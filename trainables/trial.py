@@ -114,9 +114,9 @@ def run_trial(config: dict, session: Session, gpu_ids: list | None = None,
             epoch=epoch, best_loss=best["loss"], best_epoch=best["epoch"],
             trainable_params=tuner.layers.trainable_parameter_count(),
             device=str(device), devices=len(gpu_ids) if gpu_ids else 1,
-            gpu_ids=",".join(str(g) for g in gpu_ids or []),
-            pid=os.getpid(), **(tags or {}),
+            gpu_ids=",".join(str(g) for g in gpu_ids or []), pid=os.getpid(),
         )
+        metrics.update(tags or {})
         done = patience.should_stop() or tuner.epoch >= finetune.epochs
         save = new_best or done or (epoch + 1) % every == 0
         state = None

@@ -40,12 +40,8 @@ def cluster():
 
 
 def _trial_nodes(results) -> dict[str, str]:
-    """trial_id -> node id: the `node_id` metric if reported, else the actor's node by pid."""
-    from ray.util.state import list_actors
-
-    by_pid = {a.pid: a.node_id for a in list_actors(detail=True, limit=10_000, raise_on_missing_output=False)}
-    return {r.metrics["trial_id"]: r.metrics.get("node_id") or by_pid[r.metrics["pid"]]
-            for r in results}
+    """trial_id -> the node the trial ran on, as the trainable reported it."""
+    return {r.metrics["trial_id"]: r.metrics["node_id"] for r in results}
 
 
 def _worker_log(pid: int) -> str:
