@@ -183,6 +183,10 @@ def _trial_base(args: argparse.Namespace) -> dict:
         folder = getattr(args, name)
         if folder is not None and not Path(folder).is_dir():
             raise UsageError(f"--{name.replace('_', '-')} {folder}: no such folder")
+        if folder is not None:
+            from trainables.data import check_image_folder
+
+            check_image_folder(folder, args.crop_size if name == "train_dir" else None)
     checkpoint, kind = _start_checkpoint(args)
     return {
         "model": args.model, "checkpoint": checkpoint, "checkpoint_kind": kind,
@@ -240,7 +244,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 # -- commands --------------------------------------------------------------------------
-def _check_storage(storage: str, optuna_storage: str | None) -> None:
+def _check_storage(storage: str, optuna_storage: str | None,
+                   flag: str = "--storage-path") -> None:
     """Fail before any work when results or the Optuna study cannot be written."""
     import os
 
@@ -255,7 +260,7 @@ def _check_storage(storage: str, optuna_storage: str | None) -> None:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            raise UsageError(f"cannot write results to --storage-path {storage}: "
+            raise UsageError(f"cannot write results to {flag} {storage}: "
                              f"{exc.strerror or exc}") from exc
     if optuna_storage:
         import optuna
@@ -282,17 +287,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     storage = args.storage_path if "://" in args.storage_path else str(
         Path(args.storage_path).resolve())
     target = join_storage(storage, name)
-    if "://" not in target and Path(target).exists():
-        if not args.overwrite:
-            raise UsageError(f"experiment {target} already exists: choose another --name, "
-                             "`resume` it, or pass --overwrite")
+    replace = "://" not in target and Path(target).exists()
+    if replace and not args.overwrite:
+        raise UsageError(f"experiment {target} already exists: choose another --name, "
+                         "`resume` it, or pass --overwrite")
+    fixed_config, lambdas = _fixed_config(args)
+    _check_storage(storage, args.optuna_storage)
+    trial = _trial_base(args)
+    if replace:  # only once the new sweep's input is known to be good
         import shutil
 
         log.warning("--overwrite: removing %s", target)
         shutil.rmtree(target)
-    fixed_config, lambdas = _fixed_config(args)
-    _check_storage(storage, args.optuna_storage)
-    trial = _trial_base(args)
     options = SweepOptions(
         name=name, storage_path=storage, trial=trial, epochs=args.epochs,
         num_samples=args.num_samples, preset=args.preset, wide_space=args.wide_space,
@@ -343,6 +349,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         raise UsageError(f"--resume: {out}/latest does not exist")
     if not args.resume and (out / "latest").exists():
         raise UsageError(f"{out} already holds a fine-tune: pass --resume or another --out")
+    _check_storage(str(out), None, flag="--out")
     config = dict(
         _trial_base(args), epochs=args.epochs, seed=args.seed, base_lr=args.base_lr,
         context_lr_ratio=args.context_lr_ratio, freeze_strategy=args.freeze_strategy,
@@ -414,7 +421,11 @@ def _init_ray(address: str | None, dashboard: bool) -> None:
     import ray
 
     if address:
-        ray.init(address=address)
+        try:
+            ray.init(address=address)
+        except ConnectionError as exc:
+            raise UsageError(f"cannot reach the Ray cluster at --address {address} "
+                             f"({_one_line(exc)}); is a Ray head listening there?") from exc
         return
     # A new local cluster ("local": never attach to another one on this machine); the
     # dashboard, if asked for, binds 127.0.0.1 only.
@@ -451,18 +462,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return command(args)
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         # Validation errors of the project's modules (ValueError subclasses, SweepError)
         # carry a complete one-line message; anything else is a bug and keeps its traceback.
         from trainables.finetune import NonFiniteLossError
         from trainables.sweep import SweepError
+        from trainables.trial import CheckpointWriteError
 
-        if isinstance(exc, RuntimeError) and not isinstance(exc, (SweepError, NonFiniteLossError)):
+        if isinstance(exc, RuntimeError) and not isinstance(
+                exc, (SweepError, NonFiniteLossError, CheckpointWriteError)):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    """Messages that list keys span lines (hpcm.checkpoint); the CLI prints one line."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 if __name__ == "__main__":

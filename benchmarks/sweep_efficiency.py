@@ -91,7 +91,6 @@ def run_grid(args, checkpoint, storage):
     from ray import tune
 
     from search_spaces import RECOMMENDED, preset_points
-    from trainables.sessions import hpcm_trainable  # noqa: F401  (fail early if missing)
 
     points = preset_points("seed-ablation", args.epochs) + [dict(RECOMMENDED)]
     space = dict(_trial_base(args, checkpoint, _no_stop(args.epochs)), epochs=args.epochs,

@@ -107,6 +107,37 @@ def list_images(folder: str | Path) -> list[Path]:
     return paths
 
 
+def check_image_folder(folder: str | Path, crop_size: int | None = None) -> None:
+    """Fail fast (before any trial starts) unless ``folder`` holds a readable image at least
+    ``crop_size`` on each side. Decodes images only until one fits.
+
+    Raises:
+        DataError: with the same messages as :class:`ImageFolderDataset`.
+    """
+    paths = list_images(folder)
+    unreadable: list[str] = []
+    largest = 0
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                short_side = min(img.size)
+        except _DECODE_ERRORS as exc:
+            unreadable.append(f"{path} ({type(exc).__name__}: {exc})")
+            continue
+        if crop_size is None or short_side >= crop_size:
+            return
+        largest = max(largest, short_side)
+    if len(unreadable) == len(paths):
+        raise DataError(
+            f"none of the {len(paths)} image files in {folder} could be read "
+            f"(first: {unreadable[0]}); check that they are valid PNG/JPEG files")
+    raise DataError(
+        f"all {len(paths) - len(unreadable)} readable images in {folder} are smaller than "
+        f"crop_size={crop_size}; training needs images of at least {crop_size}x{crop_size} "
+        f"pixels (largest short side found: {largest}); use a smaller crop_size or larger images")
+
+
 def _decode_uint8(path: str | Path) -> torch.Tensor:
     """Decode an image file to a (3, H, W) uint8 RGB tensor; raises Pillow's errors as is."""
     with Image.open(path) as img:

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from trainables.trial import load_state, run_trial, save_state
+from trainables.trial import CheckpointWriteError, load_state, run_trial, save_state
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,11 @@ class LocalSession:
         save_state(state, self.directory / "latest")
         if metrics["loss"] <= self.best_loss:
             self.best_loss = metrics["loss"]
-            shutil.copyfile(self.directory / "latest" / "trial_state.pt",
-                            self.directory / "best.pt.tmp")
-            (self.directory / "best.pt.tmp").replace(self.directory / "best.pt")
+            tmp = self.directory / "best.pt.tmp"
+            try:
+                shutil.copyfile(self.directory / "latest" / "trial_state.pt", tmp)
+                tmp.replace(self.directory / "best.pt")
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise CheckpointWriteError(f"cannot write {self.directory / 'best.pt'}: "
+                                           f"{exc.strerror or exc}") from exc

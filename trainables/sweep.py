@@ -227,8 +227,11 @@ def resume_sweep(path: str, retry_errored: bool = False):
     log.warning("resuming unpickles the experiment state in %s: only resume folders "
                 "you created yourself", path)
     check_resources(options)
-    tuner = tune.Tuner.restore(path, trainable=_trainable(options), resume_errored=True,
-                               restart_errored=retry_errored)
+    # Errored trials stay errored unless asked for (a diverged trial would diverge again);
+    # a retry keeps the trial's id, which OptunaSearch maps to its Optuna trial, and
+    # continues from the trial's last checkpoint.
+    tuner = tune.Tuner.restore(path, trainable=_trainable(options),
+                               resume_errored=retry_errored)
     return tuner.fit(), options
 
 
@@ -236,9 +239,9 @@ def summarize(results, options: SweepOptions) -> dict[str, Any]:
     """Best config, its per-scale best epochs, and epochs used vs the full budget."""
     df = results.get_dataframe()
     epochs_used = int(df["training_iteration"].fillna(0).sum()) if len(df) else 0
-    budget = len(df) * options.epochs
+    budget = len(results) * options.epochs  # trials that failed before reporting count too
     summary: dict[str, Any] = {
-        "trials": len(df),
+        "trials": len(results),
         "errors": len(results.errors),
         "epochs_used": epochs_used,
         "epochs_budget": budget,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "trial_state.pt"
 SCALES = ("s1", "s2", "s3")
+
+
+class CheckpointWriteError(RuntimeError):
+    """A trial state could not be written (disk full, quota, storage not writable)."""
 
 
 class Session(Protocol):
@@ -138,11 +143,25 @@ def _cpu_copy(state_dict: dict) -> dict:
 
 def _atomic_save(obj: Any, target: Path) -> None:
     """torch.save to a temporary name in the same folder, then rename: never a torn file."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=target.parent)
+    except OSError as exc:
+        raise CheckpointWriteError(f"cannot write checkpoint {target}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, target)
+    except (OSError, RuntimeError) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        free = shutil.disk_usage(target.parent).free / 2**20
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (
+            str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointWriteError(
+            f"cannot write checkpoint {target} ({reason}; {free:.0f} MiB free there): is "
+            "the disk full or the folder not writable? The previous checkpoint is unchanged"
+        ) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -162,10 +181,13 @@ def save_state(state: dict, directory: Path) -> Path:
 
 
 def load_state(directory: Path) -> dict:
+    from hpcm.checkpoint import _load_file  # weights_only=True; one-line CheckpointError
+
     directory = Path(directory)
-    state = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
+    state = _load_file(directory / STATE_FILE)
+    if not isinstance(state, dict) or not {"trainer", "patience", "best"} <= set(state):
+        raise hpcm.CheckpointError(f"{directory / STATE_FILE} is not a hpcm-tune trial state")
     scale_files = {s: directory / f"best_{s}.pt" for s in SCALES}
     state["scale_best_weights"] = {
-        s: torch.load(f, map_location="cpu", weights_only=True)["state_dict"]
-        for s, f in scale_files.items() if f.is_file()}
+        s: _load_file(f)["state_dict"] for s, f in scale_files.items() if f.is_file()}
     return state

@@ -25,7 +25,6 @@ import tune_main
 from tests.reliability.helpers import (REPO, cli_error, official_layout_file, small_photos,
                                        tree, write_garbage, write_png)
 
-GAP = "product gap, fix proposed in the issue-6 reliability report"
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +71,6 @@ def test_missing_empty_truncated_checkpoint(kind, command, bad_checkpoints, phot
     assert not (tmp_path / "ft").exists() and not (tmp_path / "results").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=GAP + ": mismatch messages span several lines")
 def test_official_checkpoint_of_the_wrong_variant_names_the_right_one(tmp_path, capsys):
     large = official_layout_file(tmp_path / "HPCM_Large.pth.tar", "large")
     line = cli_error(capsys, ["run", "--model", "base", "--official", "--checkpoint",
@@ -81,7 +79,6 @@ def test_official_checkpoint_of_the_wrong_variant_names_the_right_one(tmp_path, 
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=GAP + ": mismatch messages span several lines")
 def test_project_checkpoint_given_as_official_lists_the_mismatched_keys(
         tmp_path, capsys, pretrained_tiny_path):
     line = cli_error(capsys, ["run", "--model", "base", "--official", "--checkpoint",
@@ -91,7 +88,6 @@ def test_project_checkpoint_given_as_official_lists_the_mismatched_keys(
     assert "g_a." in line or "context_net" in line  # the keys themselves are listed
 
 
-@pytest.mark.xfail(strict=True, reason=GAP + ": mismatch messages span several lines")
 def test_checkpoint_whose_weights_are_of_another_architecture_lists_the_keys(tmp_path, capsys):
     # A file that claims the tiny preset but holds the weights of a wider model.
     other = hpcm.create_model("tiny", M=128)
@@ -239,8 +235,6 @@ def test_existing_experiment_name_is_refused_and_untouched(tmp_path, capsys, pho
     assert tree(experiment) == before
 
 
-@pytest.mark.xfail(strict=True, reason=GAP + ": --overwrite deletes the old experiment "
-                   "before the new sweep's input is validated")
 def test_overwrite_keeps_the_old_experiment_when_the_new_input_is_bad(tmp_path, capsys):
     experiment = _existing_experiment(tmp_path)
     before = tree(experiment)
@@ -251,8 +245,6 @@ def test_overwrite_keeps_the_old_experiment_when_the_new_input_is_bad(tmp_path, 
     assert tree(experiment) == before
 
 
-@pytest.mark.xfail(strict=True, reason=GAP + ": an --out that cannot be created fails only "
-                   "after the first epoch, with a traceback")
 def test_finetune_out_that_cannot_be_created_is_one_line(tmp_path, capsys, photos,
                                                          pretrained_tiny_path):
     blocker = tmp_path / "a-file"
@@ -284,8 +276,6 @@ def test_code_carrying_start_checkpoint_is_refused_through_the_cli(tmp_path, cap
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason=GAP + ": trial states load with weights_only=True but "
-                   "a refused or truncated state ends in a traceback")
 @pytest.mark.parametrize("kind", ["code-carrying", "truncated"])
 def test_finetune_resume_refuses_a_bad_trial_state(kind, tmp_path, capsys, photos,
                                                    pretrained_tiny_path):

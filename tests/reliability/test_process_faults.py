@@ -21,7 +21,6 @@ import torch
 import tune_main
 from tests.reliability.helpers import REPO, small_photos, tree
 
-GAP = "product gap, fix proposed in the issue-6 reliability report"
 FULL_DISK = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -71,8 +70,6 @@ def test_full_disk_leaves_the_previous_checkpoint_whole_and_no_temporary_file(di
     assert state["trainer"]["epoch"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason=GAP + ": torch.save's RuntimeError ('unexpected pos') "
-                   "ends in a traceback that does not say the disk is full")
 def test_full_disk_is_one_clear_line(disk_full):
     out, _, proc = disk_full
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]

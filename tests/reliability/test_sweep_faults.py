@@ -25,7 +25,6 @@ from ray.cluster_utils import Cluster
 import tune_main
 from tests.reliability.helpers import REPO, cli_error, small_photos, tree, write_garbage, write_png
 
-GAP = "product gap, fix proposed in the issue-6 reliability report"
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +95,6 @@ def test_unwritable_storage_path(cluster, photos, tmp_path, capsys, pretrained_t
     assert "--storage-path" in line and str(blocker) in line
 
 
-@pytest.mark.xfail(strict=True, reason=GAP + ": `run` checks only that data folders exist; "
-                   "their images are read in the trials, which all fail")
 @pytest.mark.parametrize("kind, message", [("empty", "no .png/.jpg/.jpeg file"),
                                            ("unreadable", "could be read"),
                                            ("small", "smaller than crop_size=128")])
@@ -186,8 +183,6 @@ def test_diverging_trial_fails_alone_with_its_reason(diverged):
     assert REASON in (Path(bad.path) / "error.txt").read_text()
 
 
-@pytest.mark.xfail(strict=True, reason=GAP + ": summarize counts trials from the results "
-                   "dataframe, where a trial that failed before its first report is missing")
 def test_summary_counts_a_trial_that_diverged_before_its_first_report(diverged):
     from trainables.sweep import summarize
 
@@ -196,8 +191,6 @@ def test_summary_counts_a_trial_that_diverged_before_its_first_report(diverged):
     assert summary["trials"] == 2 and summary["errors"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason=GAP + ": resume_sweep always passes resume_errored=True, "
-                   "so a plain resume re-runs errored trials too")
 def test_plain_resume_leaves_the_diverged_trial_alone(diverged, cluster, capsys):
     options, results = diverged
     bad = next(r for r in results if r.error is not None)
@@ -208,8 +201,6 @@ def test_plain_resume_leaves_the_diverged_trial_alone(diverged, cluster, capsys)
     assert error_file.read_text().count("Failure #") == failures
 
 
-@pytest.mark.xfail(strict=True, reason=GAP + ": the summary misses the trial that diverged "
-                   "before its first report, so trials == errors == 1 and resume exits 1")
 def test_resume_retry_errored_runs_the_diverged_trial_again(diverged, cluster, capsys, caplog):
     options, results = diverged
     good = next(r for r in results if r.error is None)
