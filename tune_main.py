@@ -278,9 +278,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_numbers(args)
     address = _ray_address(args)
     _prepare_ray(address)
-    import ray
-
-    from trainables.sweep import SweepOptions, join_storage, run_sweep, summarize
+    from trainables.sweep import SweepOptions, join_storage, run_sweep
     from trainables.tracking import tracking_callbacks
 
     name = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
@@ -309,29 +307,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         fixed_config=fixed_config, lambdas=lambdas,
     )
     callbacks = tracking_callbacks(args.wandb_project, args.mlflow_uri, name)
-    _init_ray(address, dashboard=args.dashboard)
-    try:
-        start = time.perf_counter()
-        results = run_sweep(options, callbacks=callbacks)
-        summary = summarize(results, options)
-        _print_summary(summary, time.perf_counter() - start)
-    finally:
-        ray.shutdown()
-    return 1 if summary["trials"] and summary["errors"] == summary["trials"] else 0
+    return _sweep(address, args.dashboard,
+                  lambda: (run_sweep(options, callbacks=callbacks), options))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     address = _ray_address(args)
     _prepare_ray(address)
-    import ray
-
-    from trainables.sweep import resume_sweep, summarize
+    from trainables.sweep import resume_sweep
 
     path = str(Path(args.path).resolve()) if "://" not in args.path else args.path
-    _init_ray(address, dashboard=False)
+    return _sweep(address, False, lambda: resume_sweep(path, retry_errored=args.retry_errored))
+
+
+def _sweep(address: str | None, dashboard: bool, fit) -> int:
+    """Run ``fit() -> (ResultGrid, SweepOptions)`` on Ray and print the summary; exit status
+    1 when every trial errored."""
+    import ray
+
+    from trainables.sweep import summarize
+
+    _init_ray(address, dashboard=dashboard)
     try:
         start = time.perf_counter()
-        results, options = resume_sweep(path, retry_errored=args.retry_errored)
+        results, options = fit()
         summary = summarize(results, options)
         _print_summary(summary, time.perf_counter() - start)
     finally:

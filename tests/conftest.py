@@ -19,6 +19,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
+def photo_dirs(tmp_path_factory) -> Path:
+    """``train/`` with two bundled photos and ``val/`` with one: the smallest real data set."""
+    import shutil
+
+    from trainables.data import bundled_photos
+
+    root = tmp_path_factory.mktemp("photos")
+    for split, paths in (("train", bundled_photos("train")[:2]),
+                         ("val", bundled_photos("train")[:1])):
+        (root / split).mkdir()
+        for path in paths:
+            shutil.copy(path, root / split / path.name)
+    return root
+
+
+@pytest.fixture(scope="session")
 def pretrained_tiny_path() -> Path:
     """A tiny model pre-trained briefly on the bundled photos (cached across runs)."""
     from dataclasses import replace

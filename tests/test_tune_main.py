@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,19 +11,8 @@ import pytest
 import torch
 
 import tune_main
-from trainables.data import bundled_photos
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def small_photos(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cli-photos")
-    for split, paths in (("train", bundled_photos("train")[:2]), ("val", bundled_photos("train")[:1])):
-        (root / split).mkdir()
-        for p in paths:
-            shutil.copy(p, root / split / p.name)
-    return root
 
 
 def test_help_imports_neither_torch_nor_ray():
@@ -56,18 +44,18 @@ def _finetune_args(out: Path, photos: Path, checkpoint: Path, epochs: int) -> li
             "--crops-per-image", "2", "--out", str(out)]
 
 
-def test_finetune_then_resume_continues_at_the_next_epoch(tmp_path, small_photos,
+def test_finetune_then_resume_continues_at_the_next_epoch(tmp_path, photo_dirs,
                                                           pretrained_tiny_path, capsys):
     out = tmp_path / "ft"
-    assert tune_main.main(_finetune_args(out, small_photos, pretrained_tiny_path, 2)) == 0
+    assert tune_main.main(_finetune_args(out, photo_dirs, pretrained_tiny_path, 2)) == 0
     assert (out / "latest" / "trial_state.pt").is_file() and (out / "best.pt").is_file()
     # Same folder without --resume: refused, nothing overwritten.
     before = (out / "latest" / "trial_state.pt").read_bytes()
-    assert tune_main.main(_finetune_args(out, small_photos, pretrained_tiny_path, 3)) == 2
+    assert tune_main.main(_finetune_args(out, photo_dirs, pretrained_tiny_path, 3)) == 2
     assert "--resume" in capsys.readouterr().err
     assert (out / "latest" / "trial_state.pt").read_bytes() == before
 
-    assert tune_main.main(_finetune_args(out, small_photos, pretrained_tiny_path, 3)
+    assert tune_main.main(_finetune_args(out, photo_dirs, pretrained_tiny_path, 3)
                           + ["--resume"]) == 0
     epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1, 2]
@@ -115,14 +103,14 @@ def test_corrupt_checkpoint_is_refused(tmp_path, capsys):
     assert err.startswith("error: ") and str(bad) in err
 
 
-def test_keep_scale_best_writes_loadable_per_scale_weights(tmp_path, small_photos,
+def test_keep_scale_best_writes_loadable_per_scale_weights(tmp_path, photo_dirs,
                                                            pretrained_tiny_path):
     import hpcm
     from trainables.data import ImageFolderDataset
     from trainables.finetune import FineTuneConfig, FineTuner
 
     out = tmp_path / "ft"
-    assert tune_main.main(_finetune_args(out, small_photos, pretrained_tiny_path, 2)
+    assert tune_main.main(_finetune_args(out, photo_dirs, pretrained_tiny_path, 2)
                           + ["--keep-scale-best"]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     for scale in ("s1", "s2", "s3"):
@@ -130,7 +118,7 @@ def test_keep_scale_best_writes_loadable_per_scale_weights(tmp_path, small_photo
         best_epoch = rows[-1][f"patience/{scale}/best_epoch"]
         assert best_epoch == min(range(len(rows)), key=lambda e: rows[e][scale])
         # Validating the kept weights reproduces that scale's loss at its best epoch.
-        val = ImageFolderDataset(small_photos / "val", mode="val")
+        val = ImageFolderDataset(photo_dirs / "val", mode="val")
         metrics = FineTuner(model, FineTuneConfig(lmbda=float(tune_main.build_parser().parse_args(
             ["finetune"]).lmbda)), val, val, torch.device("cpu")).validate()
         assert metrics[scale] == pytest.approx(rows[best_epoch][scale], rel=1e-6)

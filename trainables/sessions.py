@@ -70,17 +70,19 @@ class LocalSession:
 
     def report(self, metrics: dict[str, Any], state: dict | None) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        if state is not None:  # the state first: a failed save must not log the epoch
+            self._save(state, metrics["loss"])
         with open(self.directory / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
         print(f"epoch {metrics['epoch']:3d}  loss {metrics['loss']:.4f}  "
               f"s1 {metrics['s1']:.4f}  s2 {metrics['s2']:.4f}  s3 {metrics['s3']:.4f}  "
               f"bpp {metrics['bpp']:.4f}  psnr {metrics['psnr']:.2f} dB  "
               f"{metrics['images_per_s']:.1f} img/s", flush=True)
-        if state is None:
-            return
+
+    def _save(self, state: dict, loss: float) -> None:
         save_state(state, self.directory / "latest")
-        if metrics["loss"] <= self.best_loss:
-            self.best_loss = metrics["loss"]
+        if loss <= self.best_loss:
+            self.best_loss = loss
             tmp = self.directory / "best.pt.tmp"
             try:
                 shutil.copyfile(self.directory / "latest" / "trial_state.pt", tmp)

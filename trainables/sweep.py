@@ -11,6 +11,9 @@ import json
 import logging
 import math
 import os
+import pickletools
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,11 +202,15 @@ def write_marker(options: SweepOptions) -> None:
 
 
 def read_marker(path: str) -> SweepOptions:
-    marker = Path(path) / MARKER
-    if not marker.is_file():
+    """The options of the experiment at ``path`` (a folder or an s3:// / gs:// URI)."""
+    import pyarrow.fs
+
+    fs, root = pyarrow.fs.FileSystem.from_uri(path if "://" in path else str(Path(path).resolve()))
+    if fs.get_file_info(f"{root}/{MARKER}").type != pyarrow.fs.FileType.File:
         raise SweepError(f"{path} is not a hpcm-tune experiment (no {MARKER}); "
                          "give the folder that `tune_main.py run` printed")
-    return SweepOptions(**json.loads(marker.read_text()))
+    with fs.open_input_stream(f"{root}/{MARKER}") as f:
+        return SweepOptions(**json.loads(f.read().decode()))
 
 
 def run_sweep(options: SweepOptions, callbacks: list | None = None):
@@ -224,6 +231,8 @@ def resume_sweep(path: str, retry_errored: bool = False):
     options = read_marker(path)
     if not tune.Tuner.can_restore(path):
         raise SweepError(f"{path} holds no Tune experiment state to resume from")
+    if "://" not in path:
+        repair_torn_state(Path(path), options.name)
     log.warning("resuming unpickles the experiment state in %s: only resume folders "
                 "you created yourself", path)
     check_resources(options)
@@ -233,6 +242,48 @@ def resume_sweep(path: str, retry_errored: bool = False):
     tuner = tune.Tuner.restore(path, trainable=_trainable(options),
                                resume_errored=retry_errored)
     return tuner.fit(), options
+
+
+STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
+
+
+def _intact(data: bytes) -> bool:
+    """Whether a Tune state file (JSON, or a pickle even when named .json) is complete;
+    pickles are parsed, never loaded."""
+    try:
+        if data[:1] != b"\x80":  # not a pickle (protocol 2+ starts with PROTO)
+            json.loads(data)
+            return True
+        ops = list(pickletools.genops(data))
+        return bool(ops) and ops[-1][0].name == "STOP"
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+def repair_torn_state(path: Path, name: str) -> None:
+    """Replace Tune state files torn by a killed driver with the driver's staging copies.
+
+    Tune writes its state into a staging folder under Ray's temp dir and then copies it into
+    the experiment; a driver killed during that copy leaves a truncated file, and Tune's
+    restore then *silently restarts* the whole sweep. The staging copy is complete (it was
+    written first), so it is used instead; without one, resuming is refused.
+    """
+    staging_root = Path(tempfile.gettempdir()) / "ray"
+    for pattern in STATE_FILES:
+        files = sorted(path.glob(pattern))
+        if not files or _intact(files[-1].read_bytes()):
+            continue
+        torn = files[-1]
+        copies = sorted(staging_root.glob(f"session_*/artifacts/*/{name}/driver_artifacts/"
+                                          f"{torn.name}"), key=lambda p: p.stat().st_mtime)
+        intact = [c for c in copies if _intact(c.read_bytes())]
+        if not intact:
+            raise SweepError(f"{torn} is damaged (the driver was killed while writing it) and "
+                             "no intact copy was found; resuming would restart the sweep")
+        tmp = torn.with_name(f".{torn.name}.repair")
+        shutil.copyfile(intact[-1], tmp)
+        os.replace(tmp, torn)
+        log.warning("%s was torn by the killed driver; restored it from %s", torn, intact[-1])
 
 
 def summarize(results, options: SweepOptions) -> dict[str, Any]:

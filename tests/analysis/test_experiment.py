@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -44,17 +43,6 @@ class FixedConfigs:
                 pass
 
         return _Fixed()
-
-
-@pytest.fixture(scope="module")
-def photo_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("photos")
-    (root / "train").mkdir()
-    (root / "val").mkdir()
-    for path in bundled_photos("train")[:2]:
-        shutil.copy(path, root / "train" / path.name)
-    shutil.copy(bundled_photos("train")[0], root / "val" / "chelsea.png")
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ import pytest
 import requests
 
 from tests.cluster.browser import chromium_binary, dashboard_page
-from tests.trainables.test_sweep import photo_dirs  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("PYTEST_ARTIFACTS", REPO / "artifacts"))
@@ -98,7 +97,7 @@ def _proc(pid: int):
 
 
 @pytest.fixture(scope="module")
-def job(head, tmp_path_factory, photo_dirs, pretrained_tiny_path):  # noqa: F811
+def job(head, tmp_path_factory, photo_dirs, pretrained_tiny_path):
     from ray.job_submission import JobSubmissionClient
 
     storage = tmp_path_factory.mktemp("jobs") / "results"

@@ -17,7 +17,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from tests.cluster.events import read_scalars
-from tests.trainables.test_sweep import _options, photo_dirs  # noqa: F401 (fixture)
+from tests.trainables.test_sweep import _options
 from trainables.sweep import MARKER, SweepError, run_sweep
 from trainables.tracking import tracking_callbacks
 
@@ -51,7 +51,7 @@ def _worker_log(pid: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def whole_gpu(cluster, tmp_path_factory, photo_dirs, pretrained_tiny_path):  # noqa: F811
+def whole_gpu(cluster, tmp_path_factory, photo_dirs, pretrained_tiny_path):
     tmp = tmp_path_factory.mktemp("whole")
     options = _options(tmp, photo_dirs, pretrained_tiny_path, "whole-gpu", epochs=EPOCHS,
                        num_samples=2, gpus_per_trial=1, cpus_per_trial=1)
@@ -59,7 +59,7 @@ def whole_gpu(cluster, tmp_path_factory, photo_dirs, pretrained_tiny_path):  # n
 
 
 @pytest.fixture(scope="module")
-def half_gpu(cluster, tmp_path_factory, photo_dirs, pretrained_tiny_path):  # noqa: F811
+def half_gpu(cluster, tmp_path_factory, photo_dirs, pretrained_tiny_path):
     tmp = tmp_path_factory.mktemp("half")
     options = _options(tmp, photo_dirs, pretrained_tiny_path, "half-gpu", epochs=EPOCHS,
                        num_samples=4, gpus_per_trial=0.5, cpus_per_trial=1,
@@ -180,7 +180,7 @@ def test_mlflow_gets_one_run_per_trial_with_the_per_scale_metrics(half_gpu):
 
 
 def test_a_trial_larger_than_any_node_is_refused_at_launch(cluster, tmp_path, photo_dirs,
-                                                            pretrained_tiny_path):  # noqa: F811
+                                                            pretrained_tiny_path):
     options = _options(tmp_path, photo_dirs, pretrained_tiny_path, "too-big", gpus_per_trial=2)
     with pytest.raises(SweepError, match="largest node has 2 CPUs and 1 GPUs"):
         run_sweep(options)

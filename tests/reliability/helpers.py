@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +13,6 @@ from trainables.data import bundled_photos
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
-
-
-def small_photos(root: Path) -> Path:
-    """``root/train`` (two bundled photos) and ``root/val`` (one)."""
-    for split, paths in (("train", bundled_photos("train")[:2]),
-                         ("val", bundled_photos("train")[:1])):
-        (root / split).mkdir(parents=True, exist_ok=True)
-        for p in paths:
-            shutil.copy(p, root / split / p.name)
-    return root
 
 
 def write_png(path: Path, size: tuple[int, int]) -> Path:

@@ -22,14 +22,9 @@ import torch
 
 import hpcm
 import tune_main
-from tests.reliability.helpers import (REPO, cli_error, official_layout_file, small_photos,
+from tests.reliability.helpers import (REPO, cli_error, official_layout_file,
                                        tree, write_garbage, write_png)
 
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> Path:
-    return small_photos(tmp_path_factory.mktemp("photos"))
 
 
 @pytest.fixture(autouse=True)
@@ -38,12 +33,12 @@ def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def _data(photos: Path) -> list[str]:
-    return ["--train-dir", str(photos / "train"), "--val-dir", str(photos / "val")]
+def _data(photo_dirs: Path) -> list[str]:
+    return ["--train-dir", str(photo_dirs / "train"), "--val-dir", str(photo_dirs / "val")]
 
 
-def _finetune(out: Path, photos: Path, checkpoint, *extra: str) -> list[str]:
-    return ["finetune", "--checkpoint", str(checkpoint), *_data(photos), "--epochs", "1",
+def _finetune(out: Path, photo_dirs: Path, checkpoint, *extra: str) -> list[str]:
+    return ["finetune", "--checkpoint", str(checkpoint), *_data(photo_dirs), "--epochs", "1",
             "--batch-size", "4", "--crops-per-image", "1", "--out", str(out), *extra]
 
 
@@ -61,11 +56,11 @@ def bad_checkpoints(tmp_path_factory, pretrained_tiny_path) -> dict[str, Path]:
 
 @pytest.mark.parametrize("command", ["run", "finetune"])
 @pytest.mark.parametrize("kind", ["missing", "empty", "truncated"])
-def test_missing_empty_truncated_checkpoint(kind, command, bad_checkpoints, photos, tmp_path,
+def test_missing_empty_truncated_checkpoint(kind, command, bad_checkpoints, photo_dirs, tmp_path,
                                             capsys):
     path = bad_checkpoints[kind]
-    argv = (_finetune(tmp_path / "ft", photos, path) if command == "finetune"
-            else ["run", "--checkpoint", str(path), *_data(photos)])
+    argv = (_finetune(tmp_path / "ft", photo_dirs, path) if command == "finetune"
+            else ["run", "--checkpoint", str(path), *_data(photo_dirs)])
     line = cli_error(capsys, argv)
     assert str(path) in line and kind.replace("missing", "not found") in line
     assert not (tmp_path / "ft").exists() and not (tmp_path / "results").exists()
@@ -128,31 +123,31 @@ def bad_folders(tmp_path_factory) -> dict[str, Path]:
     ("missing", "no such folder"),
 ])
 def test_finetune_refuses_a_train_folder_without_usable_images(kind, message, bad_folders,
-                                                               photos, tmp_path, capsys,
+                                                               photo_dirs, tmp_path, capsys,
                                                                pretrained_tiny_path):
-    argv = _finetune(tmp_path / "ft", photos, pretrained_tiny_path)
+    argv = _finetune(tmp_path / "ft", photo_dirs, pretrained_tiny_path)
     argv[argv.index("--train-dir") + 1] = str(bad_folders / kind)
     line = cli_error(capsys, argv)
     assert message in line and str(bad_folders / kind) in line
     assert not (tmp_path / "ft").exists()
 
 
-def test_finetune_refuses_a_val_folder_that_is_a_file(photos, tmp_path, capsys,
+def test_finetune_refuses_a_val_folder_that_is_a_file(photo_dirs, tmp_path, capsys,
                                                       pretrained_tiny_path):
-    argv = _finetune(tmp_path / "ft", photos, pretrained_tiny_path)
-    argv[argv.index("--val-dir") + 1] = str(next((photos / "val").iterdir()))
+    argv = _finetune(tmp_path / "ft", photo_dirs, pretrained_tiny_path)
+    argv[argv.index("--val-dir") + 1] = str(next((photo_dirs / "val").iterdir()))
     assert "--val-dir" in cli_error(capsys, argv)
 
 
 def test_unreadable_and_small_images_among_good_ones_are_skipped_and_counted(
-        photos, tmp_path, capsys, caplog, pretrained_tiny_path):
+        photo_dirs, tmp_path, capsys, caplog, pretrained_tiny_path):
     mixed = tmp_path / "mixed"
     mixed.mkdir()
-    for p in (photos / "train").iterdir():
+    for p in (photo_dirs / "train").iterdir():
         (mixed / p.name).write_bytes(p.read_bytes())
     write_garbage(mixed / "corrupt.png")
     write_png(mixed / "thumb.png", (64, 48))
-    argv = _finetune(tmp_path / "ft", photos, pretrained_tiny_path)
+    argv = _finetune(tmp_path / "ft", photo_dirs, pretrained_tiny_path)
     argv[argv.index("--train-dir") + 1] = str(mixed)
     with caplog.at_level(logging.WARNING):
         assert tune_main.main(argv) == 0
@@ -185,10 +180,10 @@ def test_unreadable_and_small_images_among_good_ones_are_skipped_and_counted(
     (["inspect-model", "--context-lr-ratio", "0"], "context_lr_ratio must be in (0, 1]"),
     (["inspect-model", "--context-lr-ratio", "1.01"], "context_lr_ratio must be in (0, 1]"),
 ])
-def test_bad_numbers_are_one_line(args, message, capsys, tmp_path, photos,
+def test_bad_numbers_are_one_line(args, message, capsys, tmp_path, photo_dirs,
                                   pretrained_tiny_path):
     if args[0] in ("run", "finetune"):
-        args = args + ["--checkpoint", str(pretrained_tiny_path), *_data(photos),
+        args = args + ["--checkpoint", str(pretrained_tiny_path), *_data(photo_dirs),
                        *(["--out", str(tmp_path / "ft")] if args[0] == "finetune" else [])]
     assert message in cli_error(capsys, args)
     assert not (tmp_path / "ft").exists() and not (tmp_path / "results").exists()
@@ -224,13 +219,13 @@ def _existing_experiment(tmp_path: Path) -> Path:
     return experiment
 
 
-def test_existing_experiment_name_is_refused_and_untouched(tmp_path, capsys, photos,
+def test_existing_experiment_name_is_refused_and_untouched(tmp_path, capsys, photo_dirs,
                                                            pretrained_tiny_path):
     experiment = _existing_experiment(tmp_path)
     before = tree(experiment)
     line = cli_error(capsys, ["run", "--name", "mine", "--storage-path",
                               str(tmp_path / "results"), "--checkpoint",
-                              str(pretrained_tiny_path), *_data(photos)])
+                              str(pretrained_tiny_path), *_data(photo_dirs)])
     assert str(experiment) in line and "resume" in line and "--overwrite" in line
     assert tree(experiment) == before
 
@@ -245,11 +240,11 @@ def test_overwrite_keeps_the_old_experiment_when_the_new_input_is_bad(tmp_path, 
     assert tree(experiment) == before
 
 
-def test_finetune_out_that_cannot_be_created_is_one_line(tmp_path, capsys, photos,
+def test_finetune_out_that_cannot_be_created_is_one_line(tmp_path, capsys, photo_dirs,
                                                          pretrained_tiny_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    line = cli_error(capsys, _finetune(blocker / "ft", photos, pretrained_tiny_path))
+    line = cli_error(capsys, _finetune(blocker / "ft", photo_dirs, pretrained_tiny_path))
     assert str(blocker) in line
 
 
@@ -277,7 +272,7 @@ def test_code_carrying_start_checkpoint_is_refused_through_the_cli(tmp_path, cap
 
 
 @pytest.mark.parametrize("kind", ["code-carrying", "truncated"])
-def test_finetune_resume_refuses_a_bad_trial_state(kind, tmp_path, capsys, photos,
+def test_finetune_resume_refuses_a_bad_trial_state(kind, tmp_path, capsys, photo_dirs,
                                                    pretrained_tiny_path):
     out = tmp_path / "ft"
     (out / "latest").mkdir(parents=True)
@@ -289,7 +284,7 @@ def test_finetune_resume_refuses_a_bad_trial_state(kind, tmp_path, capsys, photo
         data = pretrained_tiny_path.read_bytes()
         state.write_bytes(data[: len(data) // 3])
     before = tree(out)
-    line = cli_error(capsys, _finetune(out, photos, pretrained_tiny_path, "--resume"))
+    line = cli_error(capsys, _finetune(out, photo_dirs, pretrained_tiny_path, "--resume"))
     assert str(state) in line
     assert not marker.exists()
     assert tree(out) == before

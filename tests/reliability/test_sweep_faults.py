@@ -23,7 +23,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 import tune_main
-from tests.reliability.helpers import REPO, cli_error, small_photos, tree, write_garbage, write_png
+from tests.reliability.helpers import REPO, cli_error, tree, write_garbage, write_png
 
 
 
@@ -45,15 +45,10 @@ def connected(cluster):
         ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> Path:
-    return small_photos(tmp_path_factory.mktemp("photos"))
-
-
-def _run_args(cluster, photos: Path, checkpoint: Path, storage: Path, name: str,
+def _run_args(cluster, photo_dirs: Path, checkpoint: Path, storage: Path, name: str,
               *extra: str) -> list[str]:
     return ["run", "--address", cluster.address, "--checkpoint", str(checkpoint),
-            "--train-dir", str(photos / "train"), "--val-dir", str(photos / "val"),
+            "--train-dir", str(photo_dirs / "train"), "--val-dir", str(photo_dirs / "val"),
             "--batch-size", "4", "--crops-per-image", "1", "--epochs", "3",
             "--num-samples", "1", "--max-failures", "0", "--storage-path", str(storage),
             "--name", name, "--patience", "1", "--min-patience", "1", "--max-patience", "2",
@@ -61,17 +56,17 @@ def _run_args(cluster, photos: Path, checkpoint: Path, storage: Path, name: str,
 
 
 # -- bad input that reaches the cluster -------------------------------------------------
-def test_more_gpus_per_trial_than_the_cluster_has(cluster, photos, tmp_path, capsys,
+def test_more_gpus_per_trial_than_the_cluster_has(cluster, photo_dirs, tmp_path, capsys,
                                                   pretrained_tiny_path):
-    line = cli_error(capsys, _run_args(cluster, photos, pretrained_tiny_path,
+    line = cli_error(capsys, _run_args(cluster, photo_dirs, pretrained_tiny_path,
                                        tmp_path / "results", "gpus", "--gpus-per-trial", "2"))
     assert "2 GPUs" in line and "largest node has 2 CPUs and 1 GPUs" in line
     assert not (tmp_path / "results" / "gpus").exists()
 
 
-def test_epoch_budget_below_the_search_space_minimum(cluster, photos, tmp_path, capsys,
+def test_epoch_budget_below_the_search_space_minimum(cluster, photo_dirs, tmp_path, capsys,
                                                      pretrained_tiny_path):
-    argv = _run_args(cluster, photos, pretrained_tiny_path, tmp_path / "results", "short")
+    argv = _run_args(cluster, photo_dirs, pretrained_tiny_path, tmp_path / "results", "short")
     argv[argv.index("--epochs") + 1] = "2"
     assert "at least 3 epochs" in cli_error(capsys, argv)
     assert not (tmp_path / "results" / "short").exists()
@@ -79,18 +74,18 @@ def test_epoch_budget_below_the_search_space_minimum(cluster, photos, tmp_path, 
 
 @pytest.mark.parametrize("url", ["nosuchdb://user@host/db", "sqlite:////nonexistent/dir/s.db",
                                  "not a url"])
-def test_optuna_storage_that_cannot_be_opened(url, cluster, photos, tmp_path, capsys,
+def test_optuna_storage_that_cannot_be_opened(url, cluster, photo_dirs, tmp_path, capsys,
                                               pretrained_tiny_path):
-    line = cli_error(capsys, _run_args(cluster, photos, pretrained_tiny_path,
+    line = cli_error(capsys, _run_args(cluster, photo_dirs, pretrained_tiny_path,
                                        tmp_path / "results", "db", "--optuna-storage", url))
     assert "cannot open --optuna-storage" in line and url in line
     assert not (tmp_path / "results" / "db").exists()
 
 
-def test_unwritable_storage_path(cluster, photos, tmp_path, capsys, pretrained_tiny_path):
+def test_unwritable_storage_path(cluster, photo_dirs, tmp_path, capsys, pretrained_tiny_path):
     blocker = tmp_path / "a-file"  # a folder cannot be made under a file, even as root
     blocker.write_text("x")
-    line = cli_error(capsys, _run_args(cluster, photos, pretrained_tiny_path,
+    line = cli_error(capsys, _run_args(cluster, photo_dirs, pretrained_tiny_path,
                                        blocker / "results", "unwritable"))
     assert "--storage-path" in line and str(blocker) in line
 
@@ -98,7 +93,7 @@ def test_unwritable_storage_path(cluster, photos, tmp_path, capsys, pretrained_t
 @pytest.mark.parametrize("kind, message", [("empty", "no .png/.jpg/.jpeg file"),
                                            ("unreadable", "could be read"),
                                            ("small", "smaller than crop_size=128")])
-def test_run_refuses_a_train_folder_without_usable_images(kind, message, cluster, photos,
+def test_run_refuses_a_train_folder_without_usable_images(kind, message, cluster, photo_dirs,
                                                           tmp_path, capsys,
                                                           pretrained_tiny_path):
     folder = tmp_path / kind
@@ -107,7 +102,7 @@ def test_run_refuses_a_train_folder_without_usable_images(kind, message, cluster
         write_garbage(folder / "a.png")
     elif kind == "small":
         write_png(folder / "a.png", (100, 80))
-    argv = _run_args(cluster, photos, pretrained_tiny_path, tmp_path / "results", "data")
+    argv = _run_args(cluster, photo_dirs, pretrained_tiny_path, tmp_path / "results", "data")
     argv[argv.index("--train-dir") + 1] = str(folder)
     line = cli_error(capsys, argv)
     assert message in line and str(folder) in line
@@ -134,7 +129,7 @@ def test_resume_refuses_what_this_project_did_not_make(kind, cluster, tmp_path, 
 
 # -- a trial that diverges --------------------------------------------------------------
 @pytest.fixture(scope="module")
-def diverged(cluster, photos, tmp_path_factory, pretrained_tiny_path):
+def diverged(cluster, photo_dirs, tmp_path_factory, pretrained_tiny_path):
     """Two trials side by side: base_lr 1e-4, and base_lr 1.0, which makes the tiny model's
     validation loss NaN in its first epoch (measured; no fault is injected)."""
     from ray import tune
@@ -145,8 +140,8 @@ def diverged(cluster, photos, tmp_path_factory, pretrained_tiny_path):
     from tune_main import SHORT_BUDGET_STOPPER
 
     trial = {"model": "tiny", "checkpoint": str(pretrained_tiny_path),
-             "checkpoint_kind": "project", "train_dir": str(photos / "train"),
-             "val_dir": str(photos / "val"), "lmbda": 0.0483, "batch_size": 4,
+             "checkpoint_kind": "project", "train_dir": str(photo_dirs / "train"),
+             "val_dir": str(photo_dirs / "val"), "lmbda": 0.0483, "batch_size": 4,
              "crop_size": 128, "crops_per_image": 1, "checkpoint_every": 1,
              "stopper": dict(SHORT_BUDGET_STOPPER, patience=1, min_patience=1)}
     options = SweepOptions(name="diverge", storage_path=str(tmp_path_factory.mktemp("nan")),
@@ -227,12 +222,12 @@ def _result_lines(path: Path) -> int:
     return sum(len(p.read_text().splitlines()) for p in path.glob("*/result.json"))
 
 
-def test_killed_driver_resume_continues_the_optuna_study(cluster, photos, tmp_path, capsys,
+def test_killed_driver_resume_continues_the_optuna_study(cluster, photo_dirs, tmp_path, capsys,
                                                          pretrained_tiny_path):
     storage = tmp_path / "results"
     url = f"sqlite:///{tmp_path / 'study.db'}"
     num_samples = 4
-    argv = _run_args(cluster, photos, pretrained_tiny_path, storage, "killed",
+    argv = _run_args(cluster, photo_dirs, pretrained_tiny_path, storage, "killed",
                      "--optuna-storage", url, "--max-concurrent", "2")
     argv[argv.index("--num-samples") + 1] = str(num_samples)
     env = dict(os.environ, PYTHONPATH=str(REPO))

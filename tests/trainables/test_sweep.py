@@ -22,7 +22,6 @@ from ray.cluster_utils import Cluster
 from ray.tune import Callback
 
 from stoppers import AdaptivePatience
-from trainables.data import bundled_photos
 from trainables.sweep import SweepOptions, resume_sweep, run_sweep, summarize
 from tune_main import SHORT_BUDGET_STOPPER
 
@@ -43,17 +42,6 @@ def cluster():
     yield c
     ray.shutdown()
     c.shutdown()
-
-
-@pytest.fixture(scope="module")
-def photo_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("photos")
-    (root / "train").mkdir()
-    (root / "val").mkdir()
-    for path in bundled_photos("train")[:2]:
-        shutil.copy(path, root / "train" / path.name)
-    shutil.copy(bundled_photos("train")[0], root / "val" / "chelsea.png")
-    return root
 
 
 def _options(tmp_path, photo_dirs, checkpoint, name, **overrides) -> SweepOptions:
@@ -258,3 +246,20 @@ def test_fixed_config_at_several_lambdas_is_one_trial_per_lambda(
     for row, result in zip(summary["per_lambda"],
                            sorted(results, key=lambda r: r.config["lmbda"])):
         assert row["best_loss"] == result.metrics_dataframe["loss"].min()
+
+
+def test_state_torn_by_a_killed_driver_is_restored_from_the_staging_copy(reference, tmp_path):
+    from trainables.sweep import SweepError, repair_torn_state
+
+    options, _ = reference
+    copy = tmp_path / "copy"
+    shutil.copytree(options.path, copy)
+    (state,) = copy.glob("experiment_state-*.json")
+    intact = state.read_bytes()
+    state.write_bytes(intact[: len(intact) // 2])  # what a SIGKILL mid-copy leaves
+    repair_torn_state(copy, options.name)
+    assert state.read_bytes() == intact
+    # No staging copy to take it from: refuse, never let Tune restart the sweep silently.
+    state.write_bytes(b"")
+    with pytest.raises(SweepError, match="is damaged"):
+        repair_torn_state(copy, "an-experiment-nobody-ran")
