@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -37,17 +35,9 @@ from trainables.data import default_datasets  # noqa: E402
 from trainables.finetune import FineTuneConfig, FineTuner  # noqa: E402
 from trainables.layer_lr import LayerLRConfig  # noqa: E402
 from trainables.trial import save_state  # noqa: E402
+from model_speed import median_time  # noqa: E402  (this folder is on sys.path for scripts)
 
 TARGET = 0.03
-
-
-def _median(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -84,7 +74,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="hpcm-ckpt-bench-", dir=args.dir))
     try:
-        save_s = _median(lambda: save_state(state, root / "trial"), args.repeats)
+        save_s = median_time(lambda: save_state(state, root / "trial"), args.repeats)
         size = (root / "trial" / "trial_state.pt").stat().st_size
 
         def save_and_persist() -> None:
@@ -94,7 +84,7 @@ def main() -> None:
                 (root / "persisted").mkdir()
                 pyarrow.fs.copy_files(scratch, str(root / "persisted"))
 
-        persist_s = _median(save_and_persist, args.repeats)
+        persist_s = median_time(save_and_persist, args.repeats)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -111,7 +101,7 @@ def main() -> None:
             opt.step()
 
         step()  # warm-up
-        step_s = _median(step, 1 if args.quick else 2)
+        step_s = median_time(step, 1 if args.quick else 2)
         where = f"measured here ({torch.get_num_threads()} CPU threads)"
     else:
         step_s, where = args.step_s, "given with --step-s"

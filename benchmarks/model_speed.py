@@ -32,7 +32,8 @@ import hpcm  # noqa: E402
 SIZES = {"tiny": 128, "base": 256, "large": 256}
 
 
-def _median_time(fn, repeats: int) -> float:
+def median_time(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after one warm-up run."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -67,8 +68,8 @@ def measure(model: torch.nn.Module, size: int, batch: int, repeats: int,
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    return {"train_s": _median_time(train_step, repeats),
-            "eval_s": _median_time(eval_forward, repeats)}
+    return {"train_s": median_time(train_step, repeats),
+            "eval_s": median_time(eval_forward, repeats)}
 
 
 @contextmanager
