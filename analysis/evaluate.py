@@ -139,10 +139,7 @@ def load(info: CheckpointInfo) -> "hpcm_t.HPCM":
     if info.kind == "official":
         model = hpcm.load_official_checkpoint(info.path, variant=info.variant or "base")
     else:
-        try:
-            obj = torch.load(info.path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
-            raise ValueError(f"cannot read checkpoint {info.path}: {exc}") from exc
+        obj = hpcm.read_checkpoint_file(info.path)  # CheckpointError is a ValueError
         if isinstance(obj, dict) and isinstance(obj.get("trainer"), dict):
             obj = obj["trainer"]  # a trial state: {"trainer", "patience", "best"}
         if isinstance(obj, dict) and obj.get("format") == "hpcm-tune-train":

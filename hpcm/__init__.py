@@ -14,6 +14,7 @@ from .checkpoint import (
     convert_official_state_dict,
     load_model,
     load_official_checkpoint,
+    read_checkpoint_file,
     save_model,
 )
 from .config import PRESETS, HPCMConfig
@@ -31,6 +32,7 @@ __all__ = [
     "save_model",
     "convert_official_state_dict",
     "CheckpointError",
+    "read_checkpoint_file",
     "scale_labels",
     "pad_to_multiple",
     "crop_padding",

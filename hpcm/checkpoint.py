@@ -177,7 +177,9 @@ def convert_official_state_dict(state_dict: Mapping[str, Tensor], variant: str =
     return converted
 
 
-def _load_file(path: str | os.PathLike) -> Any:
+def read_checkpoint_file(path: str | os.PathLike) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; every failure is a one-line
+    CheckpointError naming the file (missing, empty, truncated, code-carrying pickle)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
@@ -221,7 +223,7 @@ def load_official_checkpoint(path_or_state_dict: PathOrDict, variant: str = "bas
     if isinstance(path_or_state_dict, Mapping):
         source, obj = "the given object", path_or_state_dict
     else:
-        source, obj = str(path_or_state_dict), _load_file(path_or_state_dict)
+        source, obj = str(path_or_state_dict), read_checkpoint_file(path_or_state_dict)
     converted = convert_official_state_dict(_as_state_dict(obj, source), variant)
     model = HPCM(PRESETS[variant])
     model.load_state_dict(converted)
@@ -267,7 +269,7 @@ def load_model(path_or_dict: PathOrDict, config: HPCMConfig | str | None = None)
     if isinstance(path_or_dict, Mapping):
         source, obj = "the given object", path_or_dict
     else:
-        source, obj = str(path_or_dict), _load_file(path_or_dict)
+        source, obj = str(path_or_dict), read_checkpoint_file(path_or_dict)
     if not isinstance(obj, Mapping) or "state_dict" not in obj or "config" not in obj:
         raise CheckpointError(
             f"{source} is not an hpcm-tune model file (needs 'config' and 'state_dict'); "

@@ -181,13 +181,11 @@ def save_state(state: dict, directory: Path) -> Path:
 
 
 def load_state(directory: Path) -> dict:
-    from hpcm.checkpoint import _load_file  # weights_only=True; one-line CheckpointError
-
     directory = Path(directory)
-    state = _load_file(directory / STATE_FILE)
+    state = hpcm.read_checkpoint_file(directory / STATE_FILE)
     if not isinstance(state, dict) or not {"trainer", "patience", "best"} <= set(state):
         raise hpcm.CheckpointError(f"{directory / STATE_FILE} is not a hpcm-tune trial state")
     scale_files = {s: directory / f"best_{s}.pt" for s in SCALES}
     state["scale_best_weights"] = {
-        s: _load_file(f)["state_dict"] for s, f in scale_files.items() if f.is_file()}
+        s: hpcm.read_checkpoint_file(f)["state_dict"] for s, f in scale_files.items() if f.is_file()}
     return state
