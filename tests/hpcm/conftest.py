@@ -1,4 +1,4 @@
-"""Shared fixtures: real photos and a briefly fitted tiny HPCM."""
+"""Shared fixtures: real photos and a trained tiny HPCM."""
 
 from __future__ import annotations
 
@@ -26,28 +26,12 @@ def chelsea() -> torch.Tensor:
 
 
 @pytest.fixture(scope="session")
-def fitted_tiny(astronaut: torch.Tensor) -> hpcm.HPCM:
-    """A tiny model fitted for a few seconds on photo crops, so that rates are realistic.
+def fitted_tiny(pretrained_tiny_path) -> hpcm.HPCM:
+    """The tiny model pre-trained briefly on the bundled photos (tests/conftest.py).
 
     Random weights give latents near zero and nearly free bits, which would make the
     bitstream-versus-estimate comparison meaningless.
     """
-    torch.manual_seed(0)
-    model = hpcm.create_model("tiny")
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    lmbda = 0.25
-    crop = 128
-    for _ in range(80):
-        idx = torch.randint(0, astronaut.shape[-1] - crop, (4, 2))
-        batch = torch.cat([astronaut[..., r : r + crop, c : c + crop] for r, c in idx.tolist()])
-        out = model(batch)
-        bits = sum(-torch.log2(v).sum() for v in out["likelihoods"].values())
-        loss = lmbda * 255**2 * torch.mean((out["x_hat"] - batch) ** 2) + bits / batch[:, 0].numel()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-    model.eval()
+    model = hpcm.load_model(pretrained_tiny_path).eval()
     model.update(force=True)  # the default 240-level table (see hpcm.model.default_scale_table)
     return model
