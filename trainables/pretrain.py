@@ -45,6 +45,7 @@ def pretrained_tiny(cache_dir: Path | None = None,
     log.info("pre-training tiny on the bundled photos (%d epochs, runs once) -> %s",
              recipe.epochs, path)
     train_set, val_set = default_datasets(recipe.crop_size, recipe.crops_per_image, recipe.seed)
+    torch.manual_seed(recipe.seed)  # the initial weights too: the same recipe, the same model
     tuner = FineTuner(hpcm.create_model("tiny"), recipe, train_set, val_set,
                       torch.device("cpu"))
     for _ in range(recipe.epochs):
