@@ -48,33 +48,33 @@ def _prepare(rate_anchor, dist_anchor, rate_test, dist_test):
     return ra, da, rt, dt
 
 
-def bd_rate(rate_anchor, dist_anchor, rate_test, dist_test, method: str = "pchip") -> float:
-    """Average rate difference in percent at equal distortion (NaN if not computable)."""
+def _bd(metric: str, rate_anchor, dist_anchor, rate_test, dist_test, method: str) -> float:
+    """``bjontegaard.bd_rate`` or ``bd_psnr`` on cleaned curves; NaN without an overlap (on
+    PSNR for BD-rate, on log-rate for BD-PSNR)."""
     import bjontegaard
 
     curves = _prepare(rate_anchor, dist_anchor, rate_test, dist_test)
-    if curves is None or overlap(curves[1], curves[3]) == 0:
+    if curves is None:
         return math.nan
     ra, da, rt, dt = curves
+    shared = (overlap(da, dt) if metric == "bd_rate"
+              else overlap([math.log10(r) for r in ra], [math.log10(r) for r in rt]))
+    if shared == 0:
+        return math.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(bjontegaard.bd_rate(ra, da, rt, dt, method=method,
-                                         require_matching_points=False, min_overlap=0))
+        return float(getattr(bjontegaard, metric)(ra, da, rt, dt, method=method,
+                                                  require_matching_points=False, min_overlap=0))
+
+
+def bd_rate(rate_anchor, dist_anchor, rate_test, dist_test, method: str = "pchip") -> float:
+    """Average rate difference in percent at equal distortion (NaN if not computable)."""
+    return _bd("bd_rate", rate_anchor, dist_anchor, rate_test, dist_test, method)
 
 
 def bd_psnr(rate_anchor, dist_anchor, rate_test, dist_test, method: str = "pchip") -> float:
     """Average distortion (PSNR, dB) difference at equal rate (NaN if not computable)."""
-    import bjontegaard
-
-    curves = _prepare(rate_anchor, dist_anchor, rate_test, dist_test)
-    if curves is None or overlap([math.log10(r) for r in curves[0]],
-                                 [math.log10(r) for r in curves[2]]) == 0:
-        return math.nan
-    ra, da, rt, dt = curves
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(bjontegaard.bd_psnr(ra, da, rt, dt, method=method,
-                                         require_matching_points=False, min_overlap=0))
+    return _bd("bd_psnr", rate_anchor, dist_anchor, rate_test, dist_test, method)
 
 
 def compare(anchor_rates, anchor_dists, test_rates, test_dists, method: str = "pchip") -> dict:

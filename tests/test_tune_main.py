@@ -64,9 +64,7 @@ def test_finetune_then_resume_continues_at_the_next_epoch(tmp_path, photo_dirs,
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--lmbda", "0"], "--lmbda must be positive"),
-    (["run", "--num-samples", "0"], "--num-samples must be positive"),
-    (["run", "--epochs", "-3"], "--epochs must be positive"),
+    (["run", "--epochs", "-3"], "--epochs must be positive"),  # more numbers: tests/reliability
     (["run", "--model", "base"], "needs a trained checkpoint"),
     (["run", "--train-dir", "/nonexistent/photos"], "no such folder"),
     (["finetune", "--context-lr-ratio", "1.5"], "context_lr_ratio must be in (0, 1]"),
