@@ -16,6 +16,7 @@ still running (trials show as ``running``) and on a copy of the folder on anothe
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+log = logging.getLogger(__name__)
 MARKER = "hpcm_tune_experiment.json"  # == trainables.sweep.MARKER (not imported: no torch here)
 SCALES = ("s1", "s2", "s3")
 #: The knobs the search spaces sample (``search_spaces.FineTuneSpace``), in display order.
@@ -163,6 +165,15 @@ def load_experiment(path: str | Path) -> Experiment:
     state = _experiment_state(root)
     dirs = sorted(p for p in root.iterdir() if p.is_dir() and (
         (p / "params.json").is_file() or (p / "result.json").is_file()))
+    if state:
+        # A killed driver can leave a trial it never recorded; resuming replaces it with a
+        # new trial, so counting the folder would count its configuration twice.
+        unrecorded = [d.name for d in dirs if d.name not in state]
+        if unrecorded:
+            log.warning("skipped trial folders that Tune's experiment state does not list "
+                        "(left by an interrupted driver, or started after its last save): %s",
+                        ", ".join(unrecorded))
+            dirs = [d for d in dirs if d.name in state]
     if not dirs:
         raise ValueError(f"{root} holds no trial folder (no */params.json): is it a Ray Tune "
                          "experiment folder?")

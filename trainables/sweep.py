@@ -127,9 +127,9 @@ def _optuna_search(options: SweepOptions):
     """OptunaSearch over the fine-tuning space, warm-started with the preset's points."""
     import optuna
     import sqlalchemy.exc
-    from ray.tune.search.optuna import OptunaSearch
 
     from search_spaces import FineTuneSpace, preset_points
+    from trainables.optuna_search import ResumableOptunaSearch
 
     storage = None
     if options.optuna_storage:
@@ -138,7 +138,7 @@ def _optuna_search(options: SweepOptions):
         except (ValueError, ImportError, sqlalchemy.exc.SQLAlchemyError) as exc:
             raise SweepError(f"cannot open the Optuna storage {options.optuna_storage!r}: "
                              f"{exc}. Give a writable URL such as sqlite:///study.db") from exc
-    return OptunaSearch(
+    return ResumableOptunaSearch(
         space=FineTuneSpace(max_epochs=options.epochs, wide=options.wide_space),
         metric=METRIC, mode=MODE,
         points_to_evaluate=preset_points(options.preset, options.epochs),

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -133,6 +135,18 @@ def test_dataframes_match_what_the_trials_reported(experiment):
         assert trial["images_per_s"] == pytest.approx(reported["images_per_s"].mean())
         assert Path(trial["best_checkpoint"], "trial_state.pt").is_file()
     assert len(exp.epochs) == exp.trials["epochs_run"].sum()
+
+
+def test_a_trial_folder_tune_never_recorded_is_skipped_with_a_warning(experiment, tmp_path,
+                                                                      caplog):
+    copy = tmp_path / "analysis"
+    shutil.copytree(experiment, copy)
+    recorded = sorted(p for p in copy.iterdir() if (p / "params.json").is_file())[0]
+    shutil.copytree(recorded, copy / "trial_ffffffff")  # as a killed driver leaves it
+    with caplog.at_level(logging.WARNING):
+        exp = load_experiment(copy)
+    assert len(exp.trials) == 3 and "trial_ffffffff" not in set(exp.trials["trial_dir"])
+    assert "trial_ffffffff" in caplog.text
 
 
 def test_stop_reasons(experiment):

@@ -253,11 +253,15 @@ def test_killed_driver_resume_continues_the_optuna_study(cluster, photo_dirs, tm
     tune_configs = sorted(json.dumps({k: t.config.get(k) for k in keys if k in t.config},
                                      sort_keys=True) for t in analysis.trials)
     study = optuna.load_study(study_name="killed", storage=url)
-    states = [t.state.name for t in study.trials]
-    assert states == ["COMPLETE"] * num_samples, states  # none lost, none left RUNNING
-    study_configs = sorted(json.dumps(t.params, sort_keys=True) for t in study.trials)
-    assert len(set(study_configs)) == num_samples  # no config was asked for twice
+    # None left RUNNING: a trial asked for just before the kill, which Tune never recorded,
+    # is told FAIL on resume and asked again (tests/trainables/test_optuna_search.py makes
+    # that case happen every time).
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == num_samples, [t.state.name for t in study.trials]
+    assert all(t.state.name == "FAIL" for t in study.trials if t not in complete)
+    study_configs = sorted(json.dumps(t.params, sort_keys=True) for t in complete)
+    assert len(set(study_configs)) == num_samples  # no config was evaluated twice
     assert study_configs == tune_configs
     # Optuna holds each trial's best loss, as Tune saw it.
     best = sorted(analysis.trial_dataframes[t.trial_id]["loss"].min() for t in analysis.trials)
-    assert sorted(t.value for t in study.trials) == pytest.approx(best)
+    assert sorted(t.value for t in complete) == pytest.approx(best)

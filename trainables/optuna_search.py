@@ -1,0 +1,39 @@
+"""Ray Tune's OptunaSearch, made safe to resume after the driver was killed.
+
+OptunaSearch writes each ``ask`` to the Optuna storage at once, but Tune records the trial
+(and the searcher's trial map) only at its next experiment checkpoint. A driver killed
+in between leaves that Optuna trial RUNNING for ever: no Tune trial will ever report to
+it, and tools that read the study (optuna-dashboard, importance) count it as live.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+log = logging.getLogger(__name__)
+
+
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch whose restore closes the trials the killed driver asked for but lost.
+
+    The study belongs to one sweep (it is named after it), so a RUNNING Optuna trial that
+    the restored searcher does not map to a Tune trial can only be such an orphan. It is
+    told FAIL and its parameters are enqueued again, so the configuration the driver chose
+    (a warm-start point, say) is still evaluated, by the next Tune trial.
+    """
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        tracked = {trial.number for trial in self._ot_trials.values()}
+        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number in tracked:
+                continue
+            self._ot_study.tell(trial.number, state=TrialState.FAIL)
+            if trial.params:
+                self._ot_study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            log.warning("Optuna trial %d was asked for by the interrupted driver but never "
+                        "recorded by Tune: marked FAIL, its parameters queued again",
+                        trial.number)
