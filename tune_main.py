@@ -414,6 +414,24 @@ def _prepare_ray(address: str | None) -> None:
         raise UsageError(f"cannot reach the Ray cluster at --address {address} ({exc}); "
                          "check the head's address and port, or omit --address to run "
                          "locally") from exc
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "false", ""):
+        _check_speaks_grpc(address, f"{host}:{port}")
+
+
+def _check_speaks_grpc(address: str, target: str) -> None:
+    """A port that accepts TCP but is no Ray head (a web server, say) would make ray.init
+    retry for minutes: the head's GCS (or Ray Client server) must answer a gRPC handshake."""
+    import grpc
+
+    channel = grpc.insecure_channel(target)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=10)
+    except grpc.FutureTimeoutError as exc:
+        raise UsageError(f"--address {address} accepts connections but does not answer as a "
+                         "Ray cluster; give the head's GCS port (6379 by default) or its Ray "
+                         "Client port (ray://...:10001)") from exc
+    finally:
+        channel.close()
 
 
 def _init_ray(address: str | None, dashboard: bool) -> None:

@@ -1,5 +1,5 @@
 """Faults seen from a separate process: a full disk while a checkpoint is written, and an
-unreachable Ray cluster. Both run the real CLI in a subprocess.
+unreachable Ray cluster or one that is no Ray head. All run the real CLI in a subprocess.
 
 A full disk is simulated with RLIMIT_FSIZE (writes past the limit fail with EFBIG; SIGXFSZ
 is ignored so the process gets the error instead of being killed), which needs no root and
@@ -8,11 +8,12 @@ no special file system.
 
 from __future__ import annotations
 
+import http.server
 import os
 import socket
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -79,20 +80,43 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_unreachable_address_fails_fast_with_one_line(photo_dirs, tmp_path, pretrained_tiny_path):
-    address = f"127.0.0.1:{_closed_port()}"
-    start = time.monotonic()
+def _run_at(address: str, photo_dirs: Path, tmp_path: Path,
+            checkpoint: Path) -> subprocess.CompletedProcess:
     try:
-        proc = subprocess.run(
+        return subprocess.run(
             [sys.executable, str(REPO / "tune_main.py"), "run", "--address", address,
-             "--checkpoint", str(pretrained_tiny_path), "--train-dir", str(photo_dirs / "train"),
+             "--checkpoint", str(checkpoint), "--train-dir", str(photo_dirs / "train"),
              "--storage-path", str(tmp_path / "results")],
             cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
             text=True, timeout=45)
     except subprocess.TimeoutExpired:
         pytest.fail(f"`run --address {address}` still waiting after 45 s")
-    assert time.monotonic() - start < 45
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
+
+
+def _one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_unreachable_address_fails_fast_with_one_line(photo_dirs, tmp_path, pretrained_tiny_path):
+    address = f"127.0.0.1:{_closed_port()}"
+    last = _one_error_line(_run_at(address, photo_dirs, tmp_path, pretrained_tiny_path))
     assert last.startswith("error: cannot reach the Ray cluster") and address in last
+    assert not (tmp_path / "results").exists()
+
+
+def test_an_address_that_is_not_ray_fails_fast_with_one_line(photo_dirs, tmp_path,
+                                                             pretrained_tiny_path):
+    """A web server accepts the TCP connection; ray.init alone would wait for minutes."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        address = f"127.0.0.1:{server.server_address[1]}"
+        last = _one_error_line(_run_at(address, photo_dirs, tmp_path, pretrained_tiny_path))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert last.startswith(f"error: --address {address} accepts connections but does not "
+                           "answer as a Ray cluster")
     assert not (tmp_path / "results").exists()
