@@ -25,10 +25,12 @@ from analysis import cli as analysis_cli  # argparse only; heavy imports stay in
 
 COMMANDS = ("run", "resume", "finetune", "inspect-model", "evaluate", "analyze")
 # Per-scale stopper settings for budgets under 100 epochs (the report's defaults assume
-# hundreds of epochs and losses of order 1; short demo runs need a shorter memory).
+# hundreds of epochs and losses of order 1; short demo runs need a shorter memory). The
+# first two epochs (LR warm-up, then the first at full LR) are not judged: the validation
+# loss often rises there before it falls, and a patience of 2-3 would end the trial.
 SHORT_BUDGET_STOPPER = dict(patience=3, min_patience=2, max_patience=6, window=3,
                             rate_window=2, patience_up=1, patience_down=1,
-                            fast_rate=0.05, slow_rate=0.005, min_delta=1e-3)
+                            fast_rate=0.05, slow_rate=0.005, min_delta=1e-3, warmup_epochs=2)
 log = logging.getLogger("hpcm-tune")
 
 
@@ -67,6 +69,8 @@ def _training_args(p: argparse.ArgumentParser, epochs: int) -> None:
     s.add_argument("--min-patience", type=int)
     s.add_argument("--max-patience", type=int)
     s.add_argument("--min-delta", type=float)
+    s.add_argument("--stopper-warmup-epochs", type=int, dest="warmup_epochs",
+                   help="first epochs the stopper does not judge")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,10 +153,22 @@ def _stopper_settings(args: argparse.Namespace) -> dict:
     else:
         settings = dict(SHORT_BUDGET_STOPPER)
         log.info("epoch budget %d < 100: per-scale patience scaled down to %s (set "
-                 "--patience/--min-patience/--max-patience to override)", args.epochs, settings)
-    for key in ("patience", "min_patience", "max_patience", "min_delta"):
+                 "--patience/--min-patience/--max-patience/--stopper-warmup-epochs to "
+                 "override)", args.epochs, settings)
+    for key in ("patience", "min_patience", "max_patience", "min_delta", "warmup_epochs"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
+    if settings.get("warmup_epochs", 0) >= args.epochs:
+        log.warning("the per-scale stopper judges no epoch: its warm-up (%d epochs) covers the "
+                    "whole budget of %d; lower --stopper-warmup-epochs",
+                    settings["warmup_epochs"], args.epochs)
+    from stoppers import AdaptivePatience
+
+    try:  # every trial would fail on the same settings: refuse them here, once
+        AdaptivePatience(**settings)
+    except ValueError as exc:
+        raise UsageError(f"per-scale stopper: {exc}; adjust --patience/--min-patience/"
+                         "--max-patience/--min-delta/--stopper-warmup-epochs") from exc
     return settings
 
 

@@ -7,12 +7,14 @@ random search, same trainable, same trial count, fixed seeds, several repeats.
     python benchmarks/sweep_efficiency.py --epochs 30 --crops 4 --repeats 5   # the full study
 
 Every method runs ``trainables.sessions.hpcm_trainable`` on the tiny model (pre-trained on
-the bundled photos) with the bundled photos, lambda 0.0483, batch 8, 128 px crops and
-training seed 0, so a config always trains the same way; only the search differs:
+the bundled photos) with the bundled photos, lambda 0.0483, batch 8 and 128 px crops. In
+repeat r every method trains with seed r (``run --seed r`` seeds ours' TPE and its training
+alike), so within a repeat a config trains the same way whichever method picked it; only
+the search differs:
 
 - grid: the original report's 7 ablation runs (``preset_points("seed-ablation", E)``, 6
   distinct configs, plus the (0.1, entropy) run that its two ablations share), each to the
-  full budget of E epochs. The grid does not depend on a search seed: it runs once.
+  full budget of E epochs.
 - ours: ``trainables.sweep.run_sweep`` exactly as ``tune_main.py run`` does: Optuna TPE
   (seed r), the ``optuna`` preset, AllScalesStopper with the CLI's short-budget patience.
 - ASHA: Tune's ``ASHAScheduler`` (metric ``loss``, grace 1 epoch, reduction factor 3, max E)
@@ -87,15 +89,15 @@ def _tuner(trainable, param_space, storage, name, num_samples, search_alg=None, 
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
 
 
-def run_grid(args, checkpoint, storage):
+def run_grid(args, checkpoint, storage, seed):
     from ray import tune
 
     from search_spaces import RECOMMENDED, preset_points
 
     points = preset_points("seed-ablation", args.epochs) + [dict(RECOMMENDED)]
     space = dict(_trial_base(args, checkpoint, _no_stop(args.epochs)), epochs=args.epochs,
-                 seed=0, point=tune.grid_search(points))
-    return _score(_tuner(point_trainable, space, storage, "grid", 1).fit())
+                 seed=seed, point=tune.grid_search(points))
+    return _score(_tuner(point_trainable, space, storage, f"grid-{seed}", 1).fit())
 
 
 def run_ours(args, checkpoint, storage, seed):
@@ -125,7 +127,7 @@ def run_asha(args, checkpoint, storage, seed):
     from trainables.sessions import hpcm_trainable
 
     space = dict(_trial_base(args, checkpoint, _no_stop(args.epochs)), epochs=args.epochs,
-                 seed=0)
+                 seed=seed)
     scheduler = ASHAScheduler(metric="loss", mode="min", time_attr="training_iteration",
                               max_t=args.epochs, grace_period=1, reduction_factor=3)
     searcher = _optuna(args, optuna.samplers.TPESampler(seed=seed))
@@ -139,7 +141,7 @@ def run_random(args, checkpoint, storage, seed):
     from trainables.sessions import hpcm_trainable
 
     space = dict(_trial_base(args, checkpoint, _no_stop(args.epochs)), epochs=args.epochs,
-                 seed=0)
+                 seed=seed)
     searcher = _optuna(args, optuna.samplers.RandomSampler(seed=seed))
     return _score(_tuner(hpcm_trainable, space, storage, f"random-{seed}", args.trials,
                          searcher).fit())
@@ -175,10 +177,8 @@ def main() -> None:
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="hpcm-sweep-bench-") as storage:
-            if "grid" in runs:
-                runs["grid"].append(run_grid(args, checkpoint, storage))
             for seed in range(args.repeats):
-                for method, fn in (("ours", run_ours), ("asha", run_asha),
+                for method, fn in (("grid", run_grid), ("ours", run_ours), ("asha", run_asha),
                                    ("random", run_random)):
                     if method in runs:
                         runs[method].append(fn(args, checkpoint, storage, seed))
@@ -188,22 +188,24 @@ def main() -> None:
     wall = time.perf_counter() - start
 
     print(f"\ntiny, bundled photos, {args.crops} crops/photo, batch 8, {args.epochs} epochs "
-          f"per trial, {args.trials} trials per method, {args.repeats} search seed(s), "
+          f"per trial, {args.trials} trials per method, {args.repeats} seed(s), "
           f"{os.cpu_count()} CPUs, {wall / 60:.1f} min")
-    grid = runs.get("grid", [None])[0]
-    print(f"{'method':<8}{'trial-epochs':>14}{'best val loss':>15}{'sd':>8}"
-          f"{'epochs/grid':>13}{'loss vs grid':>14}{'errors':>8}")
     summary = {}
     for method, rows in runs.items():
-        epochs = statistics.mean(r["epochs"] for r in rows)
         losses = [r["best_loss"] for r in rows]
-        loss = statistics.mean(losses)
-        sd = statistics.stdev(losses) if len(losses) > 1 else 0.0
-        summary[method] = {"epochs": epochs, "best_loss": loss, "runs": rows}
+        summary[method] = {"epochs": statistics.mean(r["epochs"] for r in rows),
+                           "best_loss": statistics.mean(losses),
+                           "sd": statistics.stdev(losses) if len(losses) > 1 else 0.0,
+                           "runs": rows}
+    grid = summary.get("grid")
+    print(f"{'method':<8}{'trial-epochs':>14}{'best val loss':>15}{'sd':>8}"
+          f"{'epochs/grid':>13}{'loss vs grid':>14}{'errors':>8}")
+    for method, row in summary.items():
+        epochs, loss = row["epochs"], row["best_loss"]
         ratio = f"{epochs / grid['epochs']:.2f}" if grid else "-"
         gap = f"{loss / grid['best_loss'] - 1:+.2%}" if grid else "-"
-        print(f"{method:<8}{epochs:>14.1f}{loss:>15.4f}{sd:>8.4f}{ratio:>13}{gap:>14}"
-              f"{sum(r['errors'] for r in rows):>8}")
+        print(f"{method:<8}{epochs:>14.1f}{loss:>15.4f}{row['sd']:>8.4f}{ratio:>13}{gap:>14}"
+              f"{sum(r['errors'] for r in row['runs']):>8}")
     if grid and "ours" in summary:
         ours = summary["ours"]
         print(f"target 1 (ours within 0.5% of the grid's loss with <= 30% of its epochs): "

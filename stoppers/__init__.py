@@ -14,6 +14,7 @@ from stoppers.adaptive_patience import (
     IMPROVED,
     NO_IMPROVEMENT,
     STOPPED,
+    WARMUP,
     AdaptivePatience,
     report_fields,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "IMPROVED",
     "NO_IMPROVEMENT",
     "STOPPED",
+    "WARMUP",
     "AdaptivePatience",
     "AllScalesStopper",
     "report_fields",

@@ -26,6 +26,7 @@ from typing import IO, Any
 IMPROVED = "improved"
 NO_IMPROVEMENT = "no_improvement"
 STOPPED = "stopped"
+WARMUP = "warmup"  # an epoch before ``warmup_epochs``: recorded, not judged
 
 _STATE_VERSION = 1
 
@@ -85,6 +86,12 @@ class AdaptivePatience:
     ``patience_up`` (up to ``max_patience``), below ``slow_rate`` it shrinks by
     ``patience_down`` (down to ``min_patience``).
 
+    ``warmup_epochs`` (default 0, an addition to the report's algorithm) leaves
+    epochs ``0 .. warmup_epochs - 1`` unjudged: their values enter the history
+    (so rates and plots see them) but set no best, count no patience and move
+    none -> ``"warmup"``. Fine-tuning often gets worse while its learning rates
+    warm up and settle; a short patience would otherwise stop it there.
+
     Epochs must strictly increase across calls to :meth:`step`, so restoring
     a checkpoint and re-running epochs replays decisions instead of counting
     them twice.
@@ -104,6 +111,7 @@ class AdaptivePatience:
         slow_rate: float = 0.001,
         patience_up: int = 10,
         patience_down: int = 5,
+        warmup_epochs: int = 0,
     ) -> None:
         if isinstance(scales, str) or not isinstance(scales, Sequence):
             raise ValueError(f"scales must be a sequence of names, got {scales!r}")
@@ -135,6 +143,7 @@ class AdaptivePatience:
         # 0 is allowed: it turns the adaptation off in that direction.
         _check_int("patience_up", patience_up, 0)
         _check_int("patience_down", patience_down, 0)
+        _check_int("warmup_epochs", warmup_epochs, 0)
 
         self.scales: tuple[str, ...] = tuple(scales)
         self.initial_patience = patience
@@ -148,6 +157,7 @@ class AdaptivePatience:
         self.slow_rate = float(slow_rate)
         self.patience_up = patience_up
         self.patience_down = patience_down
+        self.warmup_epochs = warmup_epochs
 
         self._last_epoch: int | None = None
         self._history: dict[str, list[tuple[int, float]]] = {s: [] for s in self.scales}
@@ -175,6 +185,7 @@ class AdaptivePatience:
             "slow_rate": self.slow_rate,
             "patience_up": self.patience_up,
             "patience_down": self.patience_down,
+            "warmup_epochs": self.warmup_epochs,
         }
 
     # --------------------------------------------------------------- read-only
@@ -276,6 +287,10 @@ class AdaptivePatience:
                 continue
             value = values[scale]
             self._history[scale].append((epoch, value))
+            if epoch < self.warmup_epochs:
+                decisions[scale] = WARMUP
+                self._patience_history[scale].append((epoch, self._patience[scale]))
+                continue
             best = self._best[scale]
             if best is None or self._gain(best, value) > self.min_delta:
                 self._best[scale] = value
@@ -343,7 +358,8 @@ class AdaptivePatience:
         version = state.get("version")
         if version != _STATE_VERSION:
             raise ValueError(f"unsupported AdaptivePatience state version {version!r}")
-        if dict(state["config"]) != self.config():
+        # States saved before warmup_epochs existed had none.
+        if {"warmup_epochs": 0, **state["config"]} != self.config():
             raise ValueError(
                 f"state was saved with config {state['config']}, this instance has {self.config()}"
             )

@@ -108,8 +108,9 @@ def test_keep_scale_best_writes_loadable_per_scale_weights(tmp_path, photo_dirs,
     from trainables.finetune import FineTuneConfig, FineTuner
 
     out = tmp_path / "ft"
+    # Two epochs, both judged (the short-budget stopper would leave them unjudged as warm-up).
     assert tune_main.main(_finetune_args(out, photo_dirs, pretrained_tiny_path, 2)
-                          + ["--keep-scale-best"]) == 0
+                          + ["--keep-scale-best", "--stopper-warmup-epochs", "0"]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     for scale in ("s1", "s2", "s3"):
         model = hpcm.load_model(out / "latest" / f"best_{scale}.pt")

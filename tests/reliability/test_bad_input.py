@@ -169,6 +169,8 @@ def test_unreadable_and_small_images_among_good_ones_are_skipped_and_counted(
     (["run", "--cpus-per-trial", "0"], "--cpus-per-trial must be positive"),
     (["run", "--gpus-per-trial", "-1"], "--gpus-per-trial must be positive"),
     (["run", "--checkpoint-every", "0"], "--checkpoint-every must be positive"),
+    (["run", "--patience", "0"], "per-scale stopper: patience must be >= 1"),
+    (["finetune", "--stopper-warmup-epochs", "-1"], "warmup_epochs must be >= 0"),
     (["finetune", "--freeze-strategy", "progressive"],
      "unfreeze_h_epoch < unfreeze_context_epoch"),
     (["finetune", "--freeze-strategy", "progressive", "--unfreeze-h-epoch", "3",

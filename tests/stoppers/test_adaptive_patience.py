@@ -12,6 +12,7 @@ from stoppers import (
     IMPROVED,
     NO_IMPROVEMENT,
     STOPPED,
+    WARMUP,
     AdaptivePatience,
     report_fields,
 )
@@ -51,6 +52,7 @@ def run_until_stop(ap: AdaptivePatience, trace, first_epoch: int = 1, scale: str
         ({"scales": ()}, "scales"),
         ({"scales": ("s1", "s1")}, "unique"),
         ({"scales": "s1"}, "scales"),
+        ({"warmup_epochs": -1}, "warmup_epochs"),
     ],
 )
 def test_invalid_arguments_name_the_culprit(kwargs, name):
@@ -63,9 +65,43 @@ def test_defaults_match_the_report():
     assert ap.config() == {
         "scales": ["s1", "s2", "s3"], "patience": 50, "min_patience": 10, "max_patience": 200,
         "min_delta": 1e-4, "mode": "min", "window": 10, "rate_window": 5, "fast_rate": 0.01,
-        "slow_rate": 0.001, "patience_up": 10, "patience_down": 5,
+        "slow_rate": 0.001, "patience_up": 10, "patience_down": 5, "warmup_epochs": 0,
     }
     assert ap.patience == same(50)
+
+
+def test_warmup_epochs_are_recorded_but_not_judged():
+    # A fine-tune that gets worse while its learning rates warm up, then recovers.
+    trace = [1.0, 1.5, 1.2, 1.1, 1.1, 1.1]
+    plain = AdaptivePatience(patience=2, min_patience=2, max_patience=2)
+    assert [plain.step(e, same(v))["s1"] for e, v in enumerate(trace[:3])] == [
+        IMPROVED, NO_IMPROVEMENT, STOPPED]  # ended before it recovered
+
+    warm = AdaptivePatience(patience=2, min_patience=2, max_patience=2, warmup_epochs=2)
+    decisions = [warm.step(e, same(v))["s1"] for e, v in enumerate(trace)]
+    assert decisions == [WARMUP, WARMUP, IMPROVED, IMPROVED, NO_IMPROVEMENT, STOPPED]
+    # 1.2 is worse than epoch 0's 1.0, yet the first judged epoch sets the best.
+    assert warm.best_epoch["s1"] == 3 and warm.best["s1"] == 1.1
+    assert [e for e, _ in warm.history["s1"]] == [0, 1, 2, 3, 4, 5]
+    assert report_fields(AdaptivePatience(warmup_epochs=3))["patience/s1/counter"] == 0
+
+
+def test_warmup_state_round_trip_and_states_saved_before_warmup_existed():
+    trace = [1.0, 1.5, 1.2, 1.1, 1.1, 1.1, 1.1]
+    reference = AdaptivePatience(patience=2, min_patience=2, max_patience=2, warmup_epochs=2)
+    full = [reference.step(e, same(v)) for e, v in enumerate(trace)]
+    first = AdaptivePatience(**reference.config())
+    part = [first.step(e, same(v)) for e, v in enumerate(trace[:1])]  # cut inside the warm-up
+    resumed = AdaptivePatience(**reference.config())
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    part += [resumed.step(e, same(v)) for e, v in enumerate(trace) if e >= 1]
+    assert part == full and resumed.state_dict() == reference.state_dict()
+
+    old = AdaptivePatience().state_dict()
+    del old["config"]["warmup_epochs"]  # as checkpoints written before the option
+    AdaptivePatience().load_state_dict(old)
+    with pytest.raises(ValueError, match="config"):
+        AdaptivePatience(warmup_epochs=1).load_state_dict(old)
 
 
 def test_missing_scale_and_divergence_are_errors_and_leave_state_untouched():
