@@ -2,8 +2,9 @@
 """Sweep efficiency: the report's ablation grid vs our Optuna + per-scale stopper vs ASHA vs
 random search, same trainable, same trial count, fixed seeds, several repeats.
 
-    python benchmarks/sweep_efficiency.py             # defaults below (< 20 min on 2 cores)
+    python benchmarks/sweep_efficiency.py             # 12 epochs, 2 crops, seeds 0-1
     python benchmarks/sweep_efficiency.py --quick     # 4 epochs, 1 crop, 1 repeat: a smoke run
+    python benchmarks/sweep_efficiency.py --epochs 30 --crops 2 --repeats 3   # README (44 min)
     python benchmarks/sweep_efficiency.py --epochs 30 --crops 4 --repeats 5   # the full study
 
 Every method runs ``trainables.sessions.hpcm_trainable`` on the tiny model (pre-trained on
@@ -152,7 +153,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=12, help="epoch budget per trial")
     parser.add_argument("--crops", type=int, default=2, help="crops per training photo")
-    parser.add_argument("--repeats", type=int, default=2, help="search seeds 0..repeats-1")
+    parser.add_argument("--repeats", type=int, default=2, help="seeds 0..repeats-1 (each seeds the search and the training)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--checkpoint", help="starting model (default: the pre-trained tiny)")
     parser.add_argument("--json", help="also write the raw figures to this file")
