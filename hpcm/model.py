@@ -224,7 +224,9 @@ class HPCM(CompressionModel):
         """Runs the codec with the official training (STE + noise) or eval (rounding) quantisation.
 
         Returns:
-            {"x_hat": (B,3,H,W), "likelihoods": {"y": (B,M,H/16,W/16), "z": (B,N,H/64,W/64)}}
+            {"x_hat": (B,3,H,W), "likelihoods": {"y": (B,M,H/16,W/16), "z": (B,N,H/64,W/64)},
+             "latents": {"y": y, "y_hat": y_hat}} (the latents let a caller attribute the
+            distortion to the lattices, see ``trainables.losses.scale_distortion_shares``)
         """
         self._check_size(x)
         y = self.g_a(x)
@@ -248,7 +250,8 @@ class HPCM(CompressionModel):
         x_hat = self.g_s(coded.y_hat)
         with torch.autocast(x.device.type, enabled=False):
             _, y_likelihoods = self.entropy_y((y - coded.means).float(), coded.scales.float())
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods},
+                "latents": {"y": y, "y_hat": coded.y_hat}}
 
     # ------------------------------------------------------------------ entropy coding
 

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 import hpcm
 from trainables.data import make_loader
 from trainables.layer_lr import LayerLRConfig, LayerLRManager
-from trainables.losses import psnr, rate_distortion
+from trainables.losses import psnr, rate_distortion, scale_distortion_shares
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +166,11 @@ class FineTuner:
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda and cfg.amp):
                 out = self.model(x_pad)
             x_hat = hpcm.crop_padding(out["x_hat"], padding).float().clamp(0, 1)
-            terms = {k: float(v) for k, v in
-                     rate_distortion(x_hat, x, out["likelihoods"], cfg.lmbda).items()}
+            shares = scale_distortion_shares(
+                self.model.g_s, out["latents"]["y"], out["latents"]["y_hat"], x,
+                crop=lambda t: hpcm.crop_padding(t, padding))
+            terms = {k: float(v) for k, v in rate_distortion(
+                x_hat, x, out["likelihoods"], cfg.lmbda, distortion_shares=shares).items()}
             terms["psnr"] = psnr(terms["mse"])
             # MS-SSIM's five scales need at least 161 pixels per side.
             terms["ms_ssim"] = (float(ms_ssim(x_hat, x, data_range=1.0))

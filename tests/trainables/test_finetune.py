@@ -9,7 +9,7 @@ import hpcm
 from trainables.data import ImageFolderDataset, bundled_photos
 from trainables.finetune import FineTuneConfig, FineTuner, NonFiniteLossError
 from trainables.layer_lr import LayerLRConfig
-from trainables.losses import rate_distortion
+from trainables.losses import ELEMENT_SHARES, rate_distortion, scale_distortion_shares
 
 CPU = torch.device("cpu")
 
@@ -86,6 +86,29 @@ def test_validation_reports_per_scale_losses_that_sum_to_the_loss(photos, pretra
     assert metrics["psnr"] == pytest.approx(10 * math.log10(1 / metrics["mse"]))
     assert 10 < metrics["psnr"] < 50 and 0 < metrics["bpp"] < 8
     assert 0 < metrics["ms_ssim"] <= 1
+    # The distortion is shared out by measurement, not by the lattices' element counts.
+    shares = [metrics[f"dshare_s{k}"] for k in (1, 2, 3)]
+    assert sum(shares) == pytest.approx(1.0) and min(shares) >= 0
+    assert shares != pytest.approx(list(ELEMENT_SHARES), abs=1e-3)
+
+
+def test_distortion_is_attributed_to_the_lattice_that_was_quantised(pretrained_tiny_path):
+    model = hpcm.load_model(pretrained_tiny_path).eval()
+    x = bundled_photo_crop()
+    with torch.no_grad():
+        y = model(x)["latents"]["y"]
+    labels = hpcm.scale_labels(*y.shape[1:])
+    for k in (1, 2, 3):
+        # Only lattice k's elements are coded with an error: all the distortion is its own.
+        y_hat = torch.where(labels == k, torch.round(y * 0.5) * 2, y)
+        shares = scale_distortion_shares(model.g_s, y, y_hat, x)
+        assert shares[k - 1] == pytest.approx(1.0)
+        assert sum(shares) == pytest.approx(1.0)
+
+
+def bundled_photo_crop():
+    photo = ImageFolderDataset(bundled_photos("val")[:1], mode="val")[0]
+    return photo[:, :128, :128].unsqueeze(0)
 
 
 def test_rate_distortion_uses_real_lattices():
