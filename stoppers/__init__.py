@@ -16,6 +16,7 @@ from stoppers.adaptive_patience import (
     STOPPED,
     WARMUP,
     AdaptivePatience,
+    budget_settings,
     report_fields,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "WARMUP",
     "AdaptivePatience",
     "AllScalesStopper",
+    "budget_settings",
     "report_fields",
 ]
 

@@ -92,6 +92,11 @@ class AdaptivePatience:
     none -> ``"warmup"``. Fine-tuning often gets worse while its learning rates
     warm up and settle; a short patience would otherwise stop it there.
 
+    ``relative`` (default False: the report's absolute algorithm) measures every gain
+    as a fraction of the value it improves on: ``min_delta``, ``fast_rate`` and
+    ``slow_rate`` then mean "0.1 %" rather than "0.001 loss units", so one setting fits
+    losses of any scale (see :func:`budget_settings`).
+
     Epochs must strictly increase across calls to :meth:`step`, so restoring
     a checkpoint and re-running epochs replays decisions instead of counting
     them twice.
@@ -112,6 +117,7 @@ class AdaptivePatience:
         patience_up: int = 10,
         patience_down: int = 5,
         warmup_epochs: int = 0,
+        relative: bool = False,
     ) -> None:
         if isinstance(scales, str) or not isinstance(scales, Sequence):
             raise ValueError(f"scales must be a sequence of names, got {scales!r}")
@@ -144,6 +150,8 @@ class AdaptivePatience:
         _check_int("patience_up", patience_up, 0)
         _check_int("patience_down", patience_down, 0)
         _check_int("warmup_epochs", warmup_epochs, 0)
+        if not isinstance(relative, bool):
+            raise ValueError(f"relative must be a bool, got {relative!r}")
 
         self.scales: tuple[str, ...] = tuple(scales)
         self.initial_patience = patience
@@ -158,6 +166,7 @@ class AdaptivePatience:
         self.patience_up = patience_up
         self.patience_down = patience_down
         self.warmup_epochs = warmup_epochs
+        self.relative = relative
 
         self._last_epoch: int | None = None
         self._history: dict[str, list[tuple[int, float]]] = {s: [] for s in self.scales}
@@ -186,6 +195,7 @@ class AdaptivePatience:
             "patience_up": self.patience_up,
             "patience_down": self.patience_down,
             "warmup_epochs": self.warmup_epochs,
+            "relative": self.relative,
         }
 
     # --------------------------------------------------------------- read-only
@@ -245,8 +255,12 @@ class AdaptivePatience:
 
     # ------------------------------------------------------------------- logic
     def _gain(self, old: float, new: float) -> float:
-        """How much better ``new`` is than ``old`` (negative if worse)."""
-        return old - new if self.mode == "min" else new - old
+        """How much better ``new`` is than ``old`` (negative if worse); with ``relative``,
+        as a fraction of ``|old|``."""
+        gain = old - new if self.mode == "min" else new - old
+        if self.relative:
+            return gain / abs(old) if old else gain  # from 0, a relative gain is undefined
+        return gain
 
     def step(self, epoch: int, metrics: Mapping[str, float]) -> dict[str, str]:
         """Feed one epoch of per-scale values; return each scale's decision.
@@ -358,8 +372,8 @@ class AdaptivePatience:
         version = state.get("version")
         if version != _STATE_VERSION:
             raise ValueError(f"unsupported AdaptivePatience state version {version!r}")
-        # States saved before warmup_epochs existed had none.
-        if {"warmup_epochs": 0, **state["config"]} != self.config():
+        # States saved before warmup_epochs / relative existed had neither.
+        if {"warmup_epochs": 0, "relative": False, **state["config"]} != self.config():
             raise ValueError(
                 f"state was saved with config {state['config']}, this instance has {self.config()}"
             )
@@ -427,6 +441,32 @@ class AdaptivePatience:
                 ax.legend(handles, labels, loc="best", fontsize="small")
         fig.suptitle("Per-scale adaptive patience")
         _atomic_write(path, "wb", lambda f: fig.savefig(f, format="png", dpi=100))
+
+
+def budget_settings(epochs: int) -> dict[str, Any]:
+    """Relative-mode settings derived from the epoch budget alone, for any loss scale.
+
+    Patience is a sixth of the budget (the report's 50 of 300 epochs), bounded by a 24th and
+    a half of it; the rate window a tenth; the first twelfth of the budget (at least one
+    epoch: the learning-rate warm-up) is not judged. Gains are relative: an improvement must
+    beat the best by 0.1 %; more than 1 % per epoch is fast, under 0.1 % slow.
+    """
+    _check_int("epochs", epochs, 1)
+    patience = max(2, math.ceil(epochs / 6))
+    return {
+        "relative": True,
+        "patience": patience,
+        "min_patience": max(1, math.ceil(epochs / 24)),
+        "max_patience": max(patience, math.ceil(epochs / 2)),
+        "min_delta": 1e-3,
+        "window": max(2, math.ceil(epochs / 10)),
+        "rate_window": max(1, math.ceil(epochs / 60)),
+        "fast_rate": 1e-2,
+        "slow_rate": 1e-3,
+        "patience_up": max(1, math.ceil(patience / 5)),
+        "patience_down": max(1, math.ceil(patience / 10)),
+        "warmup_epochs": max(1, math.ceil(epochs / 12)),
+    }
 
 
 #: Key of the trial-level flag in :func:`report_fields`; the Tune stopper reads it.

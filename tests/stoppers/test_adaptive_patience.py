@@ -14,6 +14,7 @@ from stoppers import (
     STOPPED,
     WARMUP,
     AdaptivePatience,
+    budget_settings,
     report_fields,
 )
 
@@ -66,6 +67,7 @@ def test_defaults_match_the_report():
         "scales": ["s1", "s2", "s3"], "patience": 50, "min_patience": 10, "max_patience": 200,
         "min_delta": 1e-4, "mode": "min", "window": 10, "rate_window": 5, "fast_rate": 0.01,
         "slow_rate": 0.001, "patience_up": 10, "patience_down": 5, "warmup_epochs": 0,
+        "relative": False,
     }
     assert ap.patience == same(50)
 
@@ -384,3 +386,58 @@ def test_plot_history_writes_png(tmp_path):
     # A fresh instance (nothing stepped) still plots.
     AdaptivePatience().plot_history(tmp_path / "empty.png")
     assert (tmp_path / "empty.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 300.0])
+def test_relative_rule_takes_the_same_decisions_at_every_loss_scale(scale):
+    # One relative setting, three loss magnitudes: the decisions depend on the shape only.
+    trace = [1.0, 0.9, 0.85, 0.8497, 0.8496, 0.8495, 0.8494, 0.8493]
+    ap = AdaptivePatience(**budget_settings(12))
+    decisions = [ap.step(e, same(v * scale)) for e, v in enumerate(trace)]
+    # Below 0.85 every gain is under the 0.1 % min_delta; the slow rate shrinks the patience
+    # (grown to 4 by the fast start) back to 2.
+    assert [d["s1"] for d in decisions] == [WARMUP, IMPROVED, IMPROVED, NO_IMPROVEMENT,
+                                            NO_IMPROVEMENT, STOPPED, STOPPED, STOPPED]
+    assert ap.best_epoch["s1"] == 2 and ap.stop_epoch["s1"] == 5
+
+
+def test_absolute_rule_depends_on_the_loss_scale():
+    # The report's absolute min_delta sees the same relative curve differently by scale.
+    trace = [1.0, 0.9, 0.85, 0.8495, 0.849]
+    settings = dict(patience=2, min_patience=2, max_patience=2, min_delta=2e-3)
+    small, large = AdaptivePatience(**settings), AdaptivePatience(**settings)
+    for e, v in enumerate(trace):
+        small.step(e, same(v * 0.01))
+        large.step(e, same(v * 300))
+    assert small.best_epoch["s1"] == 0 and small.should_stop()  # 2e-3 is 20 % of 0.01
+    assert large.best_epoch["s1"] == 4 and not large.should_stop()
+
+
+@pytest.mark.parametrize("epochs", [3, 12, 30, 100, 300, 1000])
+def test_budget_settings_scale_with_the_budget(epochs):
+    settings = budget_settings(epochs)
+    ap = AdaptivePatience(**settings)  # always a valid configuration
+    assert ap.relative
+    assert 1 <= settings["warmup_epochs"] < max(epochs, 2)
+    assert settings["min_patience"] <= settings["patience"] <= settings["max_patience"]
+    # A trial that never improves after its warm-up stops within the budget (or at its end).
+    flat = [same(1.0) for _ in range(epochs)]
+    for e, values in enumerate(flat):
+        ap.step(e, values)
+    assert ap.should_stop() or epochs <= settings["warmup_epochs"] + settings["patience"]
+    if epochs >= 300:  # the report's 300-epoch scale: patience 50
+        assert settings["patience"] == math.ceil(epochs / 6)
+
+
+def test_relative_state_round_trips_and_old_states_load_as_absolute():
+    ap = AdaptivePatience(**budget_settings(12))
+    for e in range(4):
+        ap.step(e, same(1.0 - 0.1 * e))
+    again = AdaptivePatience(**budget_settings(12))
+    again.load_state_dict(json.loads(json.dumps(ap.state_dict())))
+    assert again.state_dict() == ap.state_dict()
+    old = AdaptivePatience().state_dict()
+    del old["config"]["relative"]
+    AdaptivePatience().load_state_dict(old)  # saved before `relative` existed
+    with pytest.raises(ValueError, match="config"):
+        AdaptivePatience(**budget_settings(12)).load_state_dict(old)
