@@ -1,0 +1,130 @@
+"""Trial schedulers composed with the per-scale stopper: FIFO or a resumable ASHA.
+
+The two end trials for different reasons. ASHA culls a trial that is behind its peers at a
+rung (ranked on the best-so-far loss); it never ends a leader that has converged, which is
+the per-scale stopper's job, so the leaders may run past ASHA's last rung
+(``stop_last_trials=False``) until every scale has stopped or the budget is spent. Tune asks
+the stopper before the scheduler (``RunConfig(stop=...)`` first).
+
+Ray Tune leaves the scheduler out of its experiment state (ray #30838): after a killed
+driver, ``Tuner.restore`` starts from the ASHA pickled with the Tuner, with empty rungs.
+:class:`ResumableASHA` rebuilds them from what the trials reported (their ``result.json``),
+in the order it was reported, so the cutoffs and the cull decisions are those of the run
+that was interrupted. Its time axis is the trial's own epoch counter (``trained_epochs``),
+which a restored trial continues, never ``training_iteration``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+
+log = logging.getLogger(__name__)
+
+SCHEDULERS: tuple[str, ...] = ("asha", "fifo")
+TIME_ATTR = "trained_epochs"
+
+
+def asha_grace_period(epochs: int) -> int:
+    """First rung: a ninth of the budget, so rungs fall at g, 3g (9g is the budget); at least
+    2 epochs, since the first ends in the learning-rate warm-up (1 for a 1-epoch budget)."""
+    return min(epochs, max(2, math.ceil(epochs / 9)))
+
+
+class ResumableASHA(AsyncHyperBandScheduler):
+    """Asynchronous successive halving (one bracket) whose rungs survive a driver restart."""
+
+    def __init__(self, max_t: int, reduction_factor: float = 3,
+                 grace_period: int | None = None) -> None:
+        # metric and mode come from TuneConfig (one place for the searcher, the scheduler
+        # and the results; Tune refuses them twice).
+        super().__init__(time_attr=TIME_ATTR, max_t=max_t,
+                         grace_period=grace_period or asha_grace_period(max_t),
+                         reduction_factor=reduction_factor, brackets=1,
+                         stop_last_trials=False)
+        self._to_replay: list = []
+        self._culled_on_replay: set[str] = set()
+
+    @property
+    def rungs(self) -> dict[int, dict[str, float]]:
+        """Milestone -> {trial id: the metric recorded there}, in the metric's own sign."""
+        (bracket,) = self._brackets
+        return {int(milestone): {t: self._metric_op * v for t, v in recorded.items()}
+                for milestone, recorded in bracket._rungs}
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        super().on_trial_add(tune_controller, trial)
+        if TIME_ATTR in trial.last_result:  # restored: it reported before the driver stopped
+            self._to_replay.append(trial)
+
+    def choose_trial_to_run(self, tune_controller):
+        self._replay()
+        # A trial culled before the driver stopped, but not yet recorded as ended: end it
+        # now rather than train it again (Optuna keeps its reported values, as PRUNED).
+        for trial in tune_controller.get_trials():
+            if trial.trial_id in self._culled_on_replay and trial.status == trial.PENDING:
+                self._culled_on_replay.discard(trial.trial_id)
+                log.info("trial %s was culled at a rung before the driver stopped: ended",
+                         trial.trial_id)
+                tune_controller.stop_trial(trial)
+        return super().choose_trial_to_run(tune_controller)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        self._replay()
+        if trial.trial_id in self._culled_on_replay:
+            log.info("trial %s was culled at a rung before the driver stopped: stopping it",
+                     trial.trial_id)
+            self._culled_on_replay.discard(trial.trial_id)
+            return TrialScheduler.STOP
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def _replay(self) -> None:
+        """Feed the restored trials' reports to the rungs in the order they were made."""
+        if not self._to_replay:
+            return
+        trials, self._to_replay = self._to_replay, []
+        reports = [(r.get("timestamp", 0), r[TIME_ATTR], trial, r)
+                   for trial in trials for r in _reported(trial)
+                   if TIME_ATTR in r and self._metric in r]
+        (bracket,) = self._brackets
+        for _, _, trial, result in sorted(reports, key=lambda x: (x[0], x[1], x[2].trial_id)):
+            action = bracket.on_result(trial, result[TIME_ATTR],
+                                       self._metric_op * result[self._metric])
+            if action == TrialScheduler.STOP and trial.status != trial.TERMINATED:
+                self._culled_on_replay.add(trial.trial_id)
+        log.info("ASHA rungs rebuilt from %d reports of %d restored trials: %s", len(reports),
+                 len(trials), {m: len(r) for m, r in self.rungs.items()})
+
+
+def _reported(trial) -> list[dict[str, Any]]:
+    """Every result the trial reported, from its ``result.json`` (local or remote storage)."""
+    from ray.air.constants import EXPR_RESULT_FILE
+
+    fs = trial.storage.storage_filesystem
+    path = f"{trial.storage.trial_fs_path}/{EXPR_RESULT_FILE}"
+    try:
+        with fs.open_input_stream(path) as f:
+            text = f.readall().decode()
+    except FileNotFoundError:
+        return []
+    # A driver killed mid-write can leave a torn last line: it was never acted on.
+    rows = []
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("skipped a torn line of %s", path)
+    return rows
+
+
+def make_scheduler(name: str, epochs: int) -> ResumableASHA | None:
+    """The scheduler called ``name`` for an epoch budget (None: Tune's FIFO)."""
+    if name == "fifo":
+        return None
+    if name == "asha":
+        return ResumableASHA(max_t=epochs)
+    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
