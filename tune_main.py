@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--address", help="join a running Ray cluster (default: start a local one)")
     c.add_argument("--dashboard", action="store_true",
                    help="start the Ray dashboard of the local cluster on 127.0.0.1:8265")
+    c.add_argument("--verbose", action="store_true",
+                   help="Ray Tune's own console output instead of a few lines per trial")
     c.add_argument("--wandb-project", help="also log trials to W&B (key from $WANDB_API_KEY)")
     c.add_argument("--mlflow-uri", help="also log trials to this MLflow tracking URI "
                    "(credentials from the MLFLOW_TRACKING_* environment variables)")
@@ -119,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--retry-errored", action="store_true",
                         help="restart trials that ended with an error")
     resume.add_argument("--address", help="join a running Ray cluster")
+    resume.add_argument("--verbose", action="store_true",
+                        help="Ray Tune's own console output instead of a few lines per trial")
 
     ft = sub.add_parser("finetune", help="one fine-tune without Ray (same code path)")
     _model_args(ft)
@@ -324,7 +328,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     callbacks = tracking_callbacks(args.wandb_project, args.mlflow_uri, name)
     return _sweep(address, args.dashboard,
-                  lambda: (run_sweep(options, callbacks=callbacks), options))
+                  lambda: (run_sweep(options, callbacks=callbacks, verbose=args.verbose),
+                           options), verbose=args.verbose)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -333,21 +338,24 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from trainables.sweep import resume_sweep
 
     path = str(Path(args.path).resolve()) if "://" not in args.path else args.path
-    return _sweep(address, False, lambda: resume_sweep(path, retry_errored=args.retry_errored))
+    return _sweep(address, False, lambda: resume_sweep(path, retry_errored=args.retry_errored,
+                                                       verbose=args.verbose),
+                  verbose=args.verbose)
 
 
-def _sweep(address: str | None, dashboard: bool, fit) -> int:
+def _sweep(address: str | None, dashboard: bool, fit, verbose: bool = False) -> int:
     """Run ``fit() -> (ResultGrid, SweepOptions)`` on Ray and print the summary; exit status
-    1 when every trial errored."""
+    1 when every trial errored. Unless ``verbose``, the workers' output stays in Ray's logs."""
     import ray
 
     from trainables.sweep import summarize
 
-    _init_ray(address, dashboard=dashboard)
+    _init_ray(address, dashboard=dashboard, verbose=verbose)
     try:
         start = time.perf_counter()
         results, options = fit()
         summary = summarize(results, options)
+        summary["worker_logs"] = _worker_log_dir()
         _print_summary(summary, time.perf_counter() - start)
     finally:
         ray.shutdown()
@@ -450,19 +458,33 @@ def _check_speaks_grpc(address: str, target: str) -> None:
         channel.close()
 
 
-def _init_ray(address: str | None, dashboard: bool) -> None:
+def _init_ray(address: str | None, dashboard: bool, verbose: bool = True) -> None:
+    """``verbose=False``: the workers' stdout/stderr are not streamed to this console (they
+    stay in the session's logs/worker-*.err, see _worker_log_dir)."""
     import ray
 
     if address:
         try:
-            ray.init(address=address)
+            ray.init(address=address, log_to_driver=verbose)
         except ConnectionError as exc:
             raise UsageError(f"cannot reach the Ray cluster at --address {address} "
                              f"({_one_line(exc)}); is a Ray head listening there?") from exc
         return
     # A new local cluster ("local": never attach to another one on this machine); the
     # dashboard, if asked for, binds 127.0.0.1 only.
-    ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1")
+    ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
+             log_to_driver=verbose)
+
+
+def _worker_log_dir() -> str | None:
+    """The Ray session's log folder on this node, if the driver runs on one (not via Ray
+    Client): each trial's worker output is worker-*-<pid>.err there, pid in its results."""
+    try:
+        from ray._private import worker
+
+        return str(Path(worker._global_node.get_session_dir_path()) / "logs")
+    except (AttributeError, ImportError):
+        return None
 
 
 def _print_summary(summary: dict, wall_s: float) -> None:
@@ -478,7 +500,9 @@ def _print_summary(summary: dict, wall_s: float) -> None:
     for row in summary.get("per_lambda", []):
         print(f"lambda {row['lmbda']:<8g} best loss {row['best_loss']:.4f}  bpp {row['bpp']:.4f}  "
               f"PSNR {row['psnr']:.2f} dB  ({row['epochs']} epochs)")
-    print(f"results: {summary['path']}")
+    print(f"results: {summary['path']} (every epoch: trial_<id>/result.json)")
+    if summary.get("worker_logs"):
+        print(f"worker logs: {summary['worker_logs']}/worker-*-<pid>.err (pid: in result.json)")
     print(f"analyse: python tune_main.py analyze {summary['path']}")
     print(f"resume:  python tune_main.py resume {summary['path']}")
 

@@ -8,6 +8,15 @@ Large models and a reduced "tiny" model, and loaders for official checkpoints.
 from __future__ import annotations
 
 import dataclasses
+import warnings
+
+# CompressAI imports torch_geometric, which calls torch.jit.script at import time, and torch
+# >= 2.10 deprecates that with a FutureWarning in every process importing hpcm (each Ray
+# worker too). Not the user's business: ignored for that one import, nowhere else.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated",
+                            category=FutureWarning, module="torch.jit._script")
+    import compressai  # noqa: F401
 
 from .checkpoint import (
     CheckpointError,

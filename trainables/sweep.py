@@ -147,11 +147,13 @@ def _optuna_search(options: SweepOptions):
     )
 
 
-def build_tuner(options: SweepOptions, callbacks: list | None = None):
-    """The Tuner of a new sweep (Ray must be initialised); ``callbacks`` are Tune callbacks."""
+def build_tuner(options: SweepOptions, callbacks: list | None = None, verbose: bool = False):
+    """The Tuner of a new sweep (Ray must be initialised); ``callbacks`` are Tune callbacks.
+    Unless ``verbose``, Tune prints nothing and ``trainables.console`` a few lines per trial."""
     from ray import tune
 
     from stoppers import AllScalesStopper
+    from trainables.console import tune_verbosity, with_console
 
     param_space = dict(options.trial, epochs=options.epochs, seed=options.seed)
     if options.fixed_config is not None:
@@ -176,7 +178,8 @@ def build_tuner(options: SweepOptions, callbacks: list | None = None):
             stop=AllScalesStopper(max_trial_epochs=options.budget_epochs,
                                   max_device_hours=options.budget_device_hours),
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
-            callbacks=callbacks,
+            callbacks=with_console(options, callbacks, verbose),
+            verbose=tune_verbosity(verbose),
             # Tune always keeps the latest checkpoint too, so this keeps latest + best.
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute="loss",
@@ -213,20 +216,25 @@ def read_marker(path: str) -> SweepOptions:
         return SweepOptions(**json.loads(f.read().decode()))
 
 
-def run_sweep(options: SweepOptions, callbacks: list | None = None):
+def run_sweep(options: SweepOptions, callbacks: list | None = None, verbose: bool = False):
     """Start a new sweep and wait for it; returns Tune's ResultGrid."""
+    from trainables.console import quiet_tune
+
     check_resources(options)
     # Tune snapshots the experiment whenever a trial has saved num_to_keep checkpoints; with
     # short epochs that is often, and wanted (a driver crash loses less), so skip its warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    tuner = build_tuner(options, callbacks)
+    tuner = build_tuner(options, callbacks, verbose)
     write_marker(options)
-    return tuner.fit()
+    with quiet_tune(not verbose):
+        return tuner.fit()
 
 
-def resume_sweep(path: str, retry_errored: bool = False):
+def resume_sweep(path: str, retry_errored: bool = False, verbose: bool = False):
     """Continue an interrupted sweep from its folder (Tuner.restore)."""
     from ray import tune
+
+    from trainables.console import quiet_tune, set_restored_console
 
     options = read_marker(path)
     if not tune.Tuner.can_restore(path):
@@ -241,7 +249,9 @@ def resume_sweep(path: str, retry_errored: bool = False):
     # continues from the trial's last checkpoint.
     tuner = tune.Tuner.restore(path, trainable=_trainable(options),
                                resume_errored=retry_errored)
-    return tuner.fit(), options
+    set_restored_console(tuner, options, verbose)
+    with quiet_tune(not verbose):
+        return tuner.fit(), options
 
 
 STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")

@@ -4,6 +4,7 @@ stopper, by their epoch budget and by an error; then `evaluate` and `analyze` on
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ EPOCHS = 4
 # Never improves by 1e6 after the first epoch: every scale stops at epoch 1.
 STOP_FAST = dict(patience=1, min_patience=1, max_patience=1, min_delta=1e6)
 STOP_SLOW = dict(patience=50, min_patience=10, max_patience=200)
+CONSOLE = io.StringIO()  # what the sweep's quiet console printed (trainables.console)
 
 
 class FixedConfigs:
@@ -52,6 +54,7 @@ def experiment(tmp_path_factory, photo_dirs, pretrained_tiny_path) -> Path:
     from ray import tune
 
     from stoppers import AllScalesStopper
+    from trainables.console import ConsoleReporter
     from trainables.sessions import hpcm_trainable
     from trainables.sweep import METRIC, MODE, SweepOptions, trial_dirname, write_marker
 
@@ -81,6 +84,7 @@ def experiment(tmp_path_factory, photo_dirs, pretrained_tiny_path) -> Path:
             run_config=tune.RunConfig(
                 name=options.name, storage_path=options.storage_path,
                 stop=AllScalesStopper(), failure_config=tune.FailureConfig(max_failures=0),
+                callbacks=[ConsoleReporter(epochs=EPOCHS, stream=CONSOLE)],
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=1, checkpoint_score_attribute="loss",
                     checkpoint_score_order="min")))
@@ -158,6 +162,26 @@ def test_stop_reasons(experiment):
     assert math.isnan(slow["s1_stop_epoch"])
     assert bad["stop_reason"] == "error" and bad["status"] == "ERROR"
     assert "checkpoint file not found" in bad["error"] and "missing.pt" in bad["error"]
+
+
+def test_the_console_says_why_each_trial_ended(experiment):
+    """The three end reasons on real trials (by construction: min_delta 1e6 stops every scale
+    at epoch 1; patience 10+ cannot stop within 4 epochs; a missing checkpoint fails)."""
+    exp = load_experiment(experiment)
+    ends = {line.split("]")[0].lstrip("["): line for line in CONSOLE.getvalue().splitlines()
+            if "] end " in line}
+    ids = {s: _by_strategy(exp, s)["trial_id"] for s in ("entropy", "progressive", "none")}
+    assert set(ends) == set(ids.values())
+    assert ends[ids["entropy"]].endswith("after 2 of 4 epochs: all scales stopped "
+                                         "(s1@1 s2@1 s3@1); best loss " +
+                                         f"{_by_strategy(exp, 'entropy')['best_loss']:.4f} at "
+                                         f"epoch {int(_by_strategy(exp, 'entropy')['best_epoch'])}")
+    assert "after 4 of 4 epochs: epoch budget reached;" in ends[ids["progressive"]]
+    error = ends[ids["none"]]
+    assert "end    error: " in error and "missing.pt" in error and "error.txt in " in error
+    starts = [line for line in CONSOLE.getvalue().splitlines() if "] start " in line]
+    assert len(starts) == 3 and any("unfreeze_h_epoch=1  unfreeze_context_epoch=2" in line
+                                    for line in starts)
 
 
 def test_compute_saved_arithmetic(experiment):

@@ -268,3 +268,79 @@ def test_state_torn_by_a_killed_driver_is_restored_from_the_staging_copy(referen
     state.write_bytes(b"")
     with pytest.raises(SweepError, match="is damaged"):
         repair_torn_state(copy, "an-experiment-nobody-ran")
+
+
+# -- the console (trainables.console) -------------------------------------------------------
+NOISE = ("Checkpoint successfully created", "torch.jit.script", "Trial status",
+         "Configuration for experiment", "started with configuration", "Trial progress",
+         "(ImplicitFunc pid=", "(pid=", "Traceback", "Wrote the latest version")
+
+
+def test_the_cli_console_is_a_few_lines_per_trial(cluster, tmp_path, photo_dirs,
+                                                  pretrained_tiny_path):
+    """A demo-like `run` (its own process, as a user starts it): no Tune tables or trial
+    configs, no worker output (checkpoint messages, the torch.jit warning), a start and an
+    end line per trial that says why the trial ended, and the worker logs where it says."""
+    from trainables.console import end_reason
+
+    experiment = tmp_path / "results" / "quiet"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tune_main.py"), "run", "--address", cluster.address,
+         "--checkpoint", str(pretrained_tiny_path), "--train-dir", str(photo_dirs / "train"),
+         "--val-dir", str(photo_dirs / "val"), "--lmbda", "0.0483", "--batch-size", "4",
+         "--crops-per-image", "2", "--epochs", "3", "--num-samples", "2", "--gpus-per-trial", "0.5",
+         "--storage-path", str(tmp_path / "results"), "--name", "quiet"],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    console = proc.stdout + proc.stderr
+    lines = console.splitlines()
+    for noise in NOISE:
+        assert noise not in console, noise
+    assert len(lines) <= 40, console
+    summary = next(line for line in lines if line.startswith("worker logs: "))
+    logs = Path(summary.split()[2].rsplit("/", 1)[0])
+    trials = sorted(experiment.glob("trial_*"))
+    assert len(trials) == 2
+    for trial in trials:
+        trial_id = trial.name.removeprefix("trial_")
+        mine = [line for line in lines if line.startswith(f"[{trial_id}] ")]
+        rows = [json.loads(x) for x in (trial / "result.json").read_text().splitlines() if x]
+        assert mine[0].startswith(f"[{trial_id}] start  context_lr_ratio=")
+        # Fake GPUs: assigned by Ray, invisible to torch; the one worker warning shown.
+        assert "torch sees no CUDA device: training on CPU" in mine[1]
+        reason = end_reason(rows[-1], 3)
+        assert mine[-1].startswith(f"[{trial_id}] end    after {len(rows)} of 3 epochs: "
+                                   f"{reason}")
+        # The workers' own output is in Ray's session logs, where the summary says.
+        (err,) = logs.glob(f"**/worker-*-{rows[-1]['pid']}.err")
+        assert "falling back to CPU" in err.read_text(errors="replace")
+    assert "sweep finished" in console and f"results: {experiment}" in console
+
+
+def test_verbose_gives_tune_its_own_console_back(reference, tmp_path, photo_dirs,
+                                                 pretrained_tiny_path):
+    from ray import tune
+
+    from trainables.console import ConsoleReporter, set_restored_console
+    from trainables.sweep import _trainable, build_tuner
+
+    def run_config(tuner):
+        return tuner._local_tuner.get_run_config()
+
+    options = _options(tmp_path, photo_dirs, pretrained_tiny_path, "verbosity")
+    other = Callback()
+    quiet = run_config(build_tuner(options, [other]))
+    assert quiet.verbose == 0 and isinstance(quiet.callbacks[0], ConsoleReporter)
+    assert quiet.callbacks[1:] == [other]
+    loud = run_config(build_tuner(options, [other], verbose=True))
+    assert loud.verbose == tune.RunConfig().verbose and loud.callbacks == [other]
+    # resume: the restored experiment carries the first run's console; the flag decides.
+    options, _ = reference
+    restored = tune.Tuner.restore(options.path, trainable=_trainable(options))
+    assert isinstance(run_config(restored).callbacks[0], ConsoleReporter)
+    set_restored_console(restored, options, verbose=True)
+    assert not any(isinstance(c, ConsoleReporter) for c in run_config(restored).callbacks)
+    set_restored_console(restored, options, verbose=False)
+    assert sum(isinstance(c, ConsoleReporter) for c in run_config(restored).callbacks) == 1
+    assert run_config(restored).verbose == 0
