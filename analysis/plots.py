@@ -20,7 +20,8 @@ FAMILY_COLOURS = {"none": "tab:blue", "entropy": "tab:orange", "progressive": "t
                   "all": "tab:gray"}
 REASON_COLOURS = {"all scales stopped": "tab:green", "max epochs": "tab:blue",
                   "budget": "tab:purple", "error": "tab:red", "running": "tab:cyan",
-                  "pending": "tab:gray", "interrupted": "tab:olive"}
+                  "pending": "tab:gray", "interrupted": "tab:olive",
+                  "culled by the scheduler": "tab:brown"}
 SCALE_LABELS = {"s1": "s1 (1/16 of y)", "s2": "s2 (3/16 of y)", "s3": "s3 (3/4 of y)"}
 
 
@@ -86,6 +87,11 @@ def plot_convergence(exp: "Experiment", trial_id: str, path: str | Path) -> Path
         ax.set_ylabel(f"{SCALE_LABELS[s]}\nRD loss term (bits/px)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper right")
+        if f"dshare_{s}" in hist:  # the measured share of the distortion this scale carries
+            share = ax.twinx()
+            share.plot(hist["epoch"], 100 * hist[f"dshare_{s}"], ":", color="tab:green")
+            share.set_ylabel("its share of the\ndistortion (%, dotted)", color="tab:green",
+                             fontsize=8)
     axes[-1].set_xlabel("epoch")
     budget = trial.get("epochs")
     if _finite(budget):

@@ -33,8 +33,8 @@ SCALES = ("s1", "s2", "s3")
 SEARCHED = ("context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch", "unfreeze_context_epoch",
             "base_lr", "h_multiplier")
 #: Values of ``trials["stop_reason"]``.
-STOP_REASONS = ("all scales stopped", "max epochs", "budget", "error", "running", "pending",
-                "interrupted")
+STOP_REASONS = ("all scales stopped", "culled by the scheduler", "max epochs", "budget",
+                "error", "running", "pending", "interrupted")
 
 
 @dataclass
@@ -347,19 +347,22 @@ def _trial_row(d: Path, trial_id: str, config: dict, history: list[dict], info: 
     row["stop_reason"] = stop_reason(
         status=info.get("status"), error=error, all_stopped=row["all_stopped"],
         epochs_run=len(history), last_epoch=last.get("epoch"), budget=budget,
-        sweep_budget=bool(options.get("budget_epochs") or options.get("budget_device_hours")))
+        sweep_budget=bool(options.get("budget_epochs") or options.get("budget_device_hours")),
+        culling=options.get("scheduler", "fifo") != "fifo")
     row["error"] = error
     row["num_failures"] = info.get("num_failures", math.nan)
     return row
 
 
 def stop_reason(status: str | None, error: str | None, all_stopped: bool, epochs_run: int,
-                last_epoch: int | None, budget: int | None, sweep_budget: bool) -> str:
+                last_epoch: int | None, budget: int | None, sweep_budget: bool,
+                culling: bool = False) -> str:
     """Why a trial ended (one of :data:`STOP_REASONS`).
 
     ``error``: error.txt exists or Tune says ERROR; ``all scales stopped``: the per-scale
     stopper ended it; ``max epochs``: it ran its whole epoch budget; ``running`` / ``pending``:
     Tune still has it; ``budget``: ended early by the sweep's epoch / device-hour budget;
+    ``culled by the scheduler``: ended early by a ``culling`` scheduler (ASHA) at a rung;
     ``interrupted``: ended early otherwise (e.g. a driver stopped and never resumed).
     """
     if error is not None or status == "ERROR":
@@ -374,6 +377,8 @@ def stop_reason(status: str | None, error: str | None, all_stopped: bool, epochs
         return "pending"
     if status == "TERMINATED" and sweep_budget:
         return "budget"
+    if status == "TERMINATED" and culling:
+        return "culled by the scheduler"
     return "interrupted"
 
 

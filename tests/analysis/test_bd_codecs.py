@@ -64,6 +64,11 @@ def test_stop_reasons_of_every_kind():
     assert stop_reason("TERMINATED", None, False, last_epoch=2, epochs_run=3, budget=10,
                        sweep_budget=True) == "budget"
     assert stop_reason("TERMINATED", None, False, last_epoch=2, **common) == "interrupted"
+    # Ended early, not by its scales, in a sweep whose scheduler culls (ASHA).
+    assert stop_reason("TERMINATED", None, False, last_epoch=2, culling=True,
+                       **common) == "culled by the scheduler"
+    assert stop_reason("TERMINATED", None, True, last_epoch=2, culling=True,
+                       **common) == "all scales stopped"
     assert stop_reason("PENDING", None, False, last_epoch=None, epochs_run=0, budget=10,
                        sweep_budget=False) == "pending"
 
