@@ -1,39 +1,38 @@
 #!/usr/bin/env python3
-"""Sweep efficiency: the report's ablation grid vs our Optuna + per-scale stopper vs ASHA vs
-random search, same trainable, same trial count, fixed seeds, several repeats.
+"""Sweep efficiency on the demo task: how much compute each search method spends to get
+within 0.5 % of the best loss any method found, over several seeds.
 
-    python benchmarks/sweep_efficiency.py             # 12 epochs, 2 crops, seeds 0-1
-    python benchmarks/sweep_efficiency.py --quick     # 4 epochs, 1 crop, 1 repeat: a smoke run
-    python benchmarks/sweep_efficiency.py --epochs 30 --crops 2 --repeats 3   # README (44 min)
-    python benchmarks/sweep_efficiency.py --epochs 30 --crops 4 --repeats 5   # the full study
+    python benchmarks/sweep_efficiency.py                   # 16 trials, 12 epochs, seeds 0-2
+    python benchmarks/sweep_efficiency.py --quick           # 4 trials, 3 epochs, 1 seed: a smoke run
+    python benchmarks/sweep_efficiency.py --json out.json --plot out.png
 
-Every method runs ``trainables.sessions.hpcm_trainable`` on the tiny model (pre-trained on
-the bundled photos) with the bundled photos, lambda 0.0483, batch 8 and 128 px crops. In
-repeat r every method trains with seed r (``run --seed r`` seeds ours' TPE and its training
-alike), so within a repeat a config trains the same way whichever method picked it; only
-the search differs:
+Every method is ``trainables.sweep.run_sweep`` (the path of ``tune_main.py run``) on the demo
+task (``trainables.demo.DEMO_TASK``: the pre-trained tiny fine-tuned to a lower rate), with
+the same trial count and epoch budget; in repeat ``r`` every method uses seed ``r`` for its
+sampler and its training, so a configuration trains the same way whichever method picked
+it. Only the search differs:
 
-- grid: the original report's 7 ablation runs (``preset_points("seed-ablation", E)``, 6
-  distinct configs, plus the (0.1, entropy) run that its two ablations share), each to the
-  full budget of E epochs.
-- ours: ``trainables.sweep.run_sweep`` exactly as ``tune_main.py run`` does: Optuna TPE
-  (seed r), the ``optuna`` preset, AllScalesStopper with the CLI's short-budget patience.
-- ASHA: Tune's ``ASHAScheduler`` (metric ``loss``, grace 1 epoch, reduction factor 3, max E)
-  over the same space with the same Optuna TPE searcher (seed r); no per-scale stopper.
-- random: Optuna's RandomSampler (seed r) over the same space, full budget, no stopper.
+- grid: the original report's ablation (``--preset seed-ablation``: its 6 distinct configs),
+  every trial at full budget;
+- random+fifo, tpe+fifo: Optuna's random sampler / our TPE, every trial at full budget;
+- tpe+stopper: TPE, the per-scale stopper ends converged trials;
+- tpe+asha: TPE, ASHA culls trials behind at a rung;
+- tpe+asha+stopper: TPE, ASHA and the per-scale stopper (the CLI's default).
 
-All methods run as many trials as the grid (7). For each: trial-epochs used (sum over trials
-of the epochs each trained) and the best validation loss (min over trials of ``best_loss``),
-as means over the repeats, and their ratios to the grid's. Targets (issue 6): ours within
-0.5 % of the grid's best loss with <= 30 % of its trial-epochs, and no more epochs than ASHA
-for an equal or better loss.
+Reference per seed: the best validation loss any method found. Per method and seed: the
+trial-epochs (and device-hours) spent, in the order the epochs were reported, until the
+method's best-so-far loss came within 0.5 % of the reference (inf if never), the total, and
+the final gap. Printed as mean and sd over the seeds, with the goal: the default within
+0.5 % with no more compute than tpe+asha and at most 30 % of running its trials at full
+budget. The grid's runs also give the task's knob sensitivity: the spread of the 6 configs'
+best losses against each config's seed-to-seed sd.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
+import math
 import os
 import statistics
 import sys
@@ -43,127 +42,112 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # bind 127.0.0.1, as the CLI
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
-METHODS = ("grid", "ours", "asha", "random")
-
-
-def point_trainable(config: dict) -> None:
-    """hpcm_trainable for one grid point (Tune's grid_search over whole dicts)."""
-    from trainables.sessions import hpcm_trainable
-
-    config = dict(config)
-    hpcm_trainable({**config, **config.pop("point")})
-
-
-def _trial_base(args, checkpoint: str, stopper: dict) -> dict:
-    return {"model": "tiny", "checkpoint": checkpoint, "checkpoint_kind": "project",
-            "train_dir": None, "val_dir": None, "lmbda": 0.0483, "batch_size": 8,
-            "crop_size": 128, "crops_per_image": args.crops, "checkpoint_every": 1,
-            "keep_scale_best": False, "stopper": stopper}
+# method -> (sampler, scheduler, per-scale stopper on, preset)
+METHODS: dict[str, tuple[str, str, bool, str]] = {
+    "grid": ("random", "fifo", False, "seed-ablation"),
+    "random+fifo": ("random", "fifo", False, "optuna"),
+    "tpe+fifo": ("tpe", "fifo", False, "optuna"),
+    "tpe+stopper": ("tpe", "fifo", True, "optuna"),
+    "tpe+asha": ("tpe", "asha", False, "optuna"),
+    "tpe+asha+stopper": ("tpe", "asha", True, "optuna"),
+}
+DEFAULT_METHOD = "tpe+asha+stopper"
+WITHIN = 0.005
 
 
-def _no_stop(epochs: int) -> dict:
-    never = epochs + 1  # patience longer than the budget: the trial trains every epoch
-    return {"patience": never, "min_patience": never, "max_patience": never}
-
-
-def _score(results) -> dict:
-    df = results.get_dataframe()
-    return {"trials": len(results), "errors": len(results.errors),
-            "epochs": int(df["training_iteration"].fillna(0).sum()),
-            "best_loss": float(df["best_loss"].min())}
-
-
-def _tuner(trainable, param_space, storage, name, num_samples, search_alg=None, scheduler=None):
-    from ray import tune
-
-    from trainables.sweep import trial_dirname
-
-    return tune.Tuner(
-        tune.with_resources(trainable, {"cpu": 1}),
-        param_space=param_space,
-        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
-                                    num_samples=num_samples, max_concurrent_trials=os.cpu_count(),
-                                    trial_dirname_creator=trial_dirname),
-        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0,
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
-
-
-def run_grid(args, checkpoint, storage, seed):
-    from ray import tune
-
-    from search_spaces import RECOMMENDED, preset_points
-
-    points = preset_points("seed-ablation", args.epochs) + [dict(RECOMMENDED)]
-    space = dict(_trial_base(args, checkpoint, _no_stop(args.epochs)), epochs=args.epochs,
-                 seed=seed, point=tune.grid_search(points))
-    return _score(_tuner(point_trainable, space, storage, f"grid-{seed}", 1).fit())
-
-
-def run_ours(args, checkpoint, storage, seed):
+def run_method(method: str, args, checkpoint: str, storage: str, seed: int) -> dict:
+    """One sweep; returns its epoch reports in the order they were made, and its trials."""
+    from stoppers import budget_settings
+    from trainables.demo import demo_trial
     from trainables.sweep import SweepOptions, run_sweep
-    from tune_main import SHORT_BUDGET_STOPPER
 
-    options = SweepOptions(name=f"ours-{seed}", storage_path=storage,
-                           trial=_trial_base(args, checkpoint, dict(SHORT_BUDGET_STOPPER)),
-                           epochs=args.epochs, num_samples=args.trials, preset="optuna",
-                           seed=seed, cpus_per_trial=1, max_failures=0)
-    return _score(run_sweep(options))
-
-
-def _optuna(args, sampler):
-    from ray.tune.search.optuna import OptunaSearch
-
-    from search_spaces import FineTuneSpace
-
-    return OptunaSearch(space=FineTuneSpace(max_epochs=args.epochs), metric="best_loss",
-                        mode="min", sampler=sampler)
-
-
-def run_asha(args, checkpoint, storage, seed):
-    import optuna
-    from ray.tune.schedulers import ASHAScheduler
-
-    from trainables.sessions import hpcm_trainable
-
-    space = dict(_trial_base(args, checkpoint, _no_stop(args.epochs)), epochs=args.epochs,
-                 seed=seed)
-    scheduler = ASHAScheduler(metric="loss", mode="min", time_attr="training_iteration",
-                              max_t=args.epochs, grace_period=1, reduction_factor=3)
-    searcher = _optuna(args, optuna.samplers.TPESampler(seed=seed))
-    return _score(_tuner(hpcm_trainable, space, storage, f"asha-{seed}", args.trials,
-                         searcher, scheduler).fit())
+    sampler, scheduler, stopper, preset = METHODS[method]
+    trial = demo_trial(checkpoint, crops_per_image=args.crops)
+    trial["stopper"] = budget_settings(args.epochs) if stopper else None
+    num_samples = 6 if method == "grid" else args.trials
+    options = SweepOptions(name=f"{method}-{seed}", storage_path=storage, trial=trial,
+                           epochs=args.epochs, num_samples=num_samples, preset=preset,
+                           seed=seed, sampler=sampler, scheduler=scheduler, max_failures=0,
+                           max_concurrent=args.concurrent)
+    results = run_sweep(options)
+    reports = []
+    for result in results:
+        df = result.metrics_dataframe
+        for _, row in df.iterrows():
+            reports.append({"trial": result.metrics["trial_id"], "timestamp": row["timestamp"],
+                            "time_total_s": row["time_total_s"], "loss": row["loss"],
+                            "device_s": row["time_this_iter_s"] * row.get("devices", 1)})
+    reports.sort(key=lambda r: (r["timestamp"], r["time_total_s"]))
+    trials = [{"config": {k: r.config.get(k) for k in (
+                   "context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch",
+                   "unfreeze_context_epoch") if r.config.get(k) is not None},
+               "best_loss": float(r.metrics_dataframe["loss"].min()),
+               "epochs": len(r.metrics_dataframe)} for r in results]
+    return {"reports": reports, "trials": trials, "errors": len(results.errors),
+            "full_budget_epochs": num_samples * args.epochs}
 
 
-def run_random(args, checkpoint, storage, seed):
-    import optuna
+def score(run: dict, reference: float) -> dict:
+    """Compute to get within WITHIN of ``reference``, totals, and the final gap."""
+    best, epochs, device_s = math.inf, 0, 0.0
+    to_target = {"epochs": math.inf, "device_hours": math.inf}
+    for report in run["reports"]:
+        epochs += 1
+        device_s += report["device_s"]
+        best = min(best, report["loss"])
+        if best <= reference * (1 + WITHIN) and math.isinf(to_target["epochs"]):
+            to_target = {"epochs": epochs, "device_hours": device_s / 3600}
+    return {"epochs_to_target": to_target["epochs"],
+            "device_hours_to_target": to_target["device_hours"],
+            "epochs": epochs, "device_hours": device_s / 3600,
+            "compute_vs_full_budget": epochs / run["full_budget_epochs"],
+            "gap": best / reference - 1}
 
-    from trainables.sessions import hpcm_trainable
 
-    space = dict(_trial_base(args, checkpoint, _no_stop(args.epochs)), epochs=args.epochs,
-                 seed=seed)
-    searcher = _optuna(args, optuna.samplers.RandomSampler(seed=seed))
-    return _score(_tuner(hpcm_trainable, space, storage, f"random-{seed}", args.trials,
-                         searcher).fit())
+def _mean_sd(values: list[float]) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    if len(finite) < len(values):
+        return f"inf ({len(values) - len(finite)} of {len(values)} never)"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4g} ± {sd:.2g}"
+
+
+def sensitivity(runs: list[dict]) -> dict:
+    """The grid's configs over the seeds: spread of the mean best losses vs seed-to-seed sd."""
+    by_config: dict[str, list[float]] = {}
+    for run in runs:
+        for trial in run["trials"]:
+            by_config.setdefault(json.dumps(trial["config"], sort_keys=True), []).append(
+                trial["best_loss"])
+    means = {c: statistics.mean(v) for c, v in by_config.items()}
+    sds = {c: statistics.stdev(v) if len(v) > 1 else 0.0 for c, v in by_config.items()}
+    best, worst = min(means.values()), max(means.values())
+    return {"configs": {c: {"mean": means[c], "sd": sds[c], "runs": by_config[c]}
+                        for c in by_config},
+            "spread": worst / best - 1, "largest_sd": max(sds.values()),
+            "spread_over_sd": (worst - best) / max(sds.values()) if max(sds.values()) else math.inf}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=12, help="epoch budget per trial")
-    parser.add_argument("--crops", type=int, default=2, help="crops per training photo")
-    parser.add_argument("--repeats", type=int, default=2, help="seeds 0..repeats-1 (each seeds the search and the training)")
+    parser.add_argument("--trials", type=int, default=16, help="trials per method (grid: 6)")
+    parser.add_argument("--repeats", type=int, default=3, help="seeds 0..repeats-1")
+    parser.add_argument("--crops", type=int, help="crops per training photo (default: the demo's)")
+    parser.add_argument("--concurrent", type=int, default=2, help="trials at once")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--checkpoint", help="starting model (default: the pre-trained tiny)")
     parser.add_argument("--json", help="also write the raw figures to this file")
-    parser.add_argument("--quick", action="store_true", help="4 epochs, 1 crop, 1 repeat")
+    parser.add_argument("--quick", action="store_true", help="4 trials, 3 epochs, 1 seed, 1 crop")
     args = parser.parse_args()
     if args.quick:
-        args.epochs, args.crops, args.repeats = 4, 1, 1
-    args.trials = 7  # the grid's size
+        args.epochs, args.trials, args.repeats, args.crops = 3, 4, 1, 1
     methods = [m for m in args.methods.split(",") if m]
-    logging.basicConfig(level=logging.WARNING)
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}; choose among {', '.join(METHODS)}")
     if args.checkpoint is None:
         from trainables.pretrain import pretrained_tiny
 
@@ -174,52 +158,60 @@ def main() -> None:
 
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
              log_to_driver=False)
-    runs: dict[str, list[dict]] = {m: [] for m in methods}
+    runs: dict[int, dict[str, dict]] = {}
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="hpcm-sweep-bench-") as storage:
             for seed in range(args.repeats):
-                for method, fn in (("grid", run_grid), ("ours", run_ours), ("asha", run_asha),
-                                   ("random", run_random)):
-                    if method in runs:
-                        runs[method].append(fn(args, checkpoint, storage, seed))
-                        print(f"  {method} seed {seed}: {runs[method][-1]}", flush=True)
+                runs[seed] = {}
+                for method in methods:
+                    runs[seed][method] = run_method(method, args, checkpoint, storage, seed)
+                    if args.json:  # after every sweep: a long study keeps what it measured
+                        Path(args.json).write_text(json.dumps({"partial_runs": runs},
+                                                              default=str))
+                    best = min(t["best_loss"] for t in runs[seed][method]["trials"])
+                    print(f"  seed {seed} {method:<17} {len(runs[seed][method]['reports']):4d} "
+                          f"trial-epochs, best {best:.5f}", flush=True)
     finally:
         ray.shutdown()
     wall = time.perf_counter() - start
 
-    print(f"\ntiny, bundled photos, {args.crops} crops/photo, batch 8, {args.epochs} epochs "
-          f"per trial, {args.trials} trials per method, {args.repeats} seed(s), "
-          f"{os.cpu_count()} CPUs, {wall / 60:.1f} min")
-    summary = {}
-    for method, rows in runs.items():
-        losses = [r["best_loss"] for r in rows]
-        summary[method] = {"epochs": statistics.mean(r["epochs"] for r in rows),
-                           "best_loss": statistics.mean(losses),
-                           "sd": statistics.stdev(losses) if len(losses) > 1 else 0.0,
-                           "runs": rows}
-    grid = summary.get("grid")
-    print(f"{'method':<8}{'trial-epochs':>14}{'best val loss':>15}{'sd':>8}"
-          f"{'epochs/grid':>13}{'loss vs grid':>14}{'errors':>8}")
-    for method, row in summary.items():
-        epochs, loss = row["epochs"], row["best_loss"]
-        ratio = f"{epochs / grid['epochs']:.2f}" if grid else "-"
-        gap = f"{loss / grid['best_loss'] - 1:+.2%}" if grid else "-"
-        print(f"{method:<8}{epochs:>14.1f}{loss:>15.4f}{row['sd']:>8.4f}{ratio:>13}{gap:>14}"
-              f"{sum(r['errors'] for r in row['runs']):>8}")
-    if grid and "ours" in summary:
-        ours = summary["ours"]
-        print(f"target 1 (ours within 0.5% of the grid's loss with <= 30% of its epochs): "
-              f"{ours['best_loss'] / grid['best_loss'] - 1:+.2%}, "
-              f"{ours['epochs'] / grid['epochs']:.0%}")
-    if "asha" in summary and "ours" in summary:
-        ours, asha = summary["ours"], summary["asha"]
-        print(f"target 2 (ours <= ASHA's epochs for an equal or better loss): epochs "
-              f"{ours['epochs']:.1f} vs {asha['epochs']:.1f}, loss {ours['best_loss']:.4f} vs "
-              f"{asha['best_loss']:.4f}")
+    scores: dict[str, list[dict]] = {m: [] for m in methods}
+    for seed, by_method in runs.items():
+        reference = min(t["best_loss"] for run in by_method.values() for t in run["trials"])
+        for method, run in by_method.items():
+            scores[method].append(score(run, reference))
+    print(f"\ndemo task, {args.epochs} epochs per trial, {args.trials} trials per method "
+          f"(grid 6), {args.repeats} seed(s), {os.cpu_count()} CPUs, {wall / 60:.1f} min")
+    print(f"{'method':<18}{'epochs to 0.5 %':>24}{'total epochs':>20}{'of full budget':>18}"
+          f"{'final gap':>22}{'device-h to 0.5 %':>24}")
+    for method, rows in scores.items():
+        col = lambda key: [r[key] for r in rows]  # noqa: E731
+        gaps = col("gap")
+        print(f"{method:<18}{_mean_sd(col('epochs_to_target')):>24}{_mean_sd(col('epochs')):>20}"
+              f"{statistics.mean(col('compute_vs_full_budget')):>17.0%} "
+              f"{statistics.mean(gaps):>+13.2%} ± {statistics.pstdev(gaps):.2%}"
+              f"{_mean_sd(col('device_hours_to_target')):>24}")
+    summary: dict = {"settings": vars(args), "scores": scores, "wall_min": wall / 60}
+    if DEFAULT_METHOD in scores and "tpe+asha" in scores:
+        ours, asha = scores[DEFAULT_METHOD], scores["tpe+asha"]
+        mean = lambda rows, key: statistics.mean(r[key] for r in rows)  # noqa: E731
+        print(f"goal: {DEFAULT_METHOD} within 0.5 % in every seed: "
+              f"{all(r['gap'] <= WITHIN for r in ours)}; compute {mean(ours, 'epochs'):.1f} vs "
+              f"tpe+asha {mean(asha, 'epochs'):.1f} trial-epochs; "
+              f"{mean(ours, 'compute_vs_full_budget'):.0%} of its trials at full budget "
+              "(goal <= 30 %)")
+    if "grid" in methods:
+        sens = sensitivity([by_method["grid"] for by_method in runs.values()])
+        summary["sensitivity"] = sens
+        print(f"knob sensitivity (grid, {args.repeats} seeds): spread of the configs' mean best "
+              f"losses {sens['spread']:.2%}, largest per-config seed sd {sens['largest_sd']:.5f}, "
+              f"spread / sd {sens['spread_over_sd']:.1f}")
+        for config, row in sorted(sens["configs"].items(), key=lambda kv: kv[1]["mean"]):
+            print(f"  {row['mean']:.5f} ± {row['sd']:.5f}  {config}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"settings": vars(args), "summary": summary},
-                                              indent=2))
+        summary["runs"] = runs
+        Path(args.json).write_text(json.dumps(summary, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,8 @@ class SweepOptions:
     optuna_storage: str | None = None
     budget_epochs: int | None = None
     budget_device_hours: float | None = None
+    sampler: str = "tpe"  # search_spaces.SAMPLERS
+    scheduler: str = "asha"  # stoppers.scheduler.SCHEDULERS; the per-scale stopper always runs
     # A fixed config (the searched knobs) instead of a search, optionally at several lambdas:
     # one trial per lambda, e.g. to get a rate-distortion curve of a sweep's winner.
     fixed_config: dict[str, Any] | None = None
@@ -128,7 +130,7 @@ def _optuna_search(options: SweepOptions):
     import optuna
     import sqlalchemy.exc
 
-    from search_spaces import FineTuneSpace, preset_points
+    from search_spaces import FineTuneSpace, make_sampler, preset_points
     from trainables.optuna_search import ResumableOptunaSearch
 
     storage = None
@@ -142,7 +144,7 @@ def _optuna_search(options: SweepOptions):
         space=FineTuneSpace(max_epochs=options.epochs, wide=options.wide_space),
         metric=METRIC, mode=MODE,
         points_to_evaluate=preset_points(options.preset, options.epochs),
-        sampler=optuna.samplers.TPESampler(seed=options.seed),
+        sampler=make_sampler(options.sampler, options.num_samples, options.seed),
         study_name=options.name, storage=storage,
     )
 
@@ -153,6 +155,7 @@ def build_tuner(options: SweepOptions, callbacks: list | None = None, verbose: b
     from ray import tune
 
     from stoppers import AllScalesStopper
+    from stoppers.scheduler import make_scheduler
     from trainables.console import tune_verbosity, with_console
 
     param_space = dict(options.trial, epochs=options.epochs, seed=options.seed)
@@ -168,6 +171,7 @@ def build_tuner(options: SweepOptions, callbacks: list | None = None, verbose: b
         param_space=param_space,
         tune_config=tune.TuneConfig(
             search_alg=searcher, metric=METRIC, mode=MODE,
+            scheduler=make_scheduler(options.scheduler, options.epochs),
             num_samples=num_samples,
             max_concurrent_trials=max_concurrent_trials(options),
             trial_dirname_creator=trial_dirname,

@@ -21,15 +21,14 @@ import ray
 from ray.cluster_utils import Cluster
 from ray.tune import Callback
 
-from stoppers import AdaptivePatience
+from stoppers import AdaptivePatience, budget_settings
 from trainables.sweep import SweepOptions, resume_sweep, run_sweep, summarize
-from tune_main import SHORT_BUDGET_STOPPER
 
 REPO = Path(__file__).resolve().parents[2]
-# The CLI's short-budget settings with a smaller patience, so that the killed-driver test
-# (which goes through the CLI) compares like with like.
-STOPPER = dict(SHORT_BUDGET_STOPPER, patience=2, min_patience=1, max_patience=4)
 EPOCHS = 6
+# The CLI's budget settings with the patience flags the killed-driver test passes, so that
+# it (going through the CLI) compares like with like.
+STOPPER = dict(budget_settings(EPOCHS), patience=2, min_patience=1, max_patience=4)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +52,7 @@ def _options(tmp_path, photo_dirs, checkpoint, name, **overrides) -> SweepOption
     }
     values = dict(name=name, storage_path=str(tmp_path / "results"), trial=trial,
                   epochs=EPOCHS, num_samples=3, preset="seed-freeze", seed=0,
-                  cpus_per_trial=1, gpus_per_trial=0.5, max_failures=2)
+                  cpus_per_trial=1, gpus_per_trial=0.5, max_failures=2, scheduler="fifo")
     values.update(overrides)
     return SweepOptions(**values)
 
@@ -194,7 +193,8 @@ def test_killed_driver_resumes_with_the_same_stop_epochs(
             "--crops-per-image", "2", "--epochs", str(EPOCHS), "--num-samples", "3",
             "--preset", "seed-freeze", "--gpus-per-trial", "0.5",
             "--storage-path", options.storage_path, "--name", options.name,
-            "--patience", "2", "--min-patience", "1", "--max-patience", "4"]
+            "--patience", "2", "--min-patience", "1", "--max-patience", "4",
+            "--scheduler", "fifo"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     driver = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
@@ -227,6 +227,79 @@ def test_killed_driver_resumes_with_the_same_stop_epochs(
             "unfreeze_context_epoch")}, sort_keys=True)
         stop[key] = int(df["epoch"].max())
     assert stop == _stop_epochs(expected)
+
+
+class KillDriverOnce(Callback):
+    """SIGKILL the driver itself when its ``trial_number``-th trial (in start order) reports
+    ``trained_epochs``: the same point of the sweep on every run. Once: ``marker`` records
+    the kill, so the resumed driver (which unpickles this callback too) goes on."""
+
+    def __init__(self, trial_number: int, trained_epochs: int, marker: Path) -> None:
+        self.trial_number, self.trained_epochs, self.marker = (
+            trial_number, trained_epochs, marker)
+        self.started: list[str] = []
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if trial.trial_id not in self.started:
+            self.started.append(trial.trial_id)
+        if (len(self.started) == self.trial_number and trial.trial_id == self.started[-1]
+                and result["trained_epochs"] == self.trained_epochs
+                and not self.marker.exists()):
+            self.marker.write_text(trial.trial_id)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+# One trial at a time, so that ASHA's decisions do not depend on which of two trials reaches
+# a rung first; all four trials are preset points, so no sampler randomness either.
+ASHA = dict(scheduler="asha", preset="seed-ablation", num_samples=4, max_concurrent=1)
+
+
+def test_killed_driver_resume_with_asha_keeps_its_rungs(cluster, tmp_path, photo_dirs,
+                                                        pretrained_tiny_path):
+    import pickle
+
+    from ray.tune import ExperimentAnalysis
+
+    expected = _stop_epochs(run_sweep(_options(
+        tmp_path / "reference", photo_dirs, pretrained_tiny_path, "asha-reference", **ASHA)))
+    options = _options(tmp_path, photo_dirs, pretrained_tiny_path, "asha-killed", **ASHA)
+    marker = tmp_path / "killed"
+    driver = ("import pickle, sys, ray\n"
+              "from trainables.sweep import run_sweep\n"
+              "options, killer = pickle.loads(bytes.fromhex(sys.argv[2]))\n"
+              "ray.init(address=sys.argv[1])\n"
+              "run_sweep(options, callbacks=[killer])\n")
+    payload = pickle.dumps((options, KillDriverOnce(3, 1, marker))).hex()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    killed = subprocess.run([sys.executable, "-c", driver, cluster.address, payload], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert marker.exists()
+
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "tune_main.py"), "resume", options.path,
+         "--address", cluster.address], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # The rungs were rebuilt from what the first two trials (finished before the kill) reported.
+    rebuilt = [line for line in resumed.stderr.splitlines() if "ASHA rungs rebuilt" in line]
+    assert len(rebuilt) == 1, resumed.stderr[-3000:]
+    assert int(rebuilt[0].split(" reports of ")[1].split()[0]) >= 2
+
+    analysis = ExperimentAnalysis(options.path)
+    assert len(analysis.trials) == 4  # none lost, none run twice
+    stop = {}
+    for trial in analysis.trials:
+        df = analysis.trial_dataframes[trial.trial_id]
+        epochs = sorted(set(df["epoch"]))
+        assert epochs == list(range(len(epochs)))  # every epoch trained, once or replayed
+        key = json.dumps({k: trial.config.get(k) for k in (
+            "context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch",
+            "unfreeze_context_epoch")}, sort_keys=True)
+        stop[key] = int(df["epoch"].max())
+    # Every trial ends where it ended without the kill: culled at the same rungs, or stopped
+    # by the per-scale stopper at the same epoch.
+    assert stop == expected
 
 
 def test_resume_refuses_a_folder_this_project_did_not_make(tmp_path):
