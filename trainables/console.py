@@ -269,7 +269,9 @@ def with_console(options, callbacks: list | None, verbose: bool) -> list:
         return callbacks
     fixed = options.fixed_config is not None
     trials = len(options.lambdas or [None]) if fixed else options.num_samples
-    knobs = KNOBS + (("lmbda",) if options.lambdas else ())
+    # base_lr and h_multiplier are searched only with --wide-space; otherwise constant.
+    searched = KNOBS if options.wide_space or fixed else KNOBS[:4]
+    knobs = searched + (("lmbda",) if options.lambdas else ())
     return [ConsoleReporter(epochs=options.epochs, trials=trials, knobs=knobs), *callbacks]
 
 

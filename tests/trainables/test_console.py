@@ -198,6 +198,9 @@ def test_with_console_adds_the_reporter_unless_verbose():
     quiet = with_console(options, [other], verbose=False)
     assert isinstance(quiet[0], ConsoleReporter) and quiet[1:] == [other]
     assert quiet[0].trials == 16 and quiet[0].every == 3
+    assert "base_lr" not in quiet[0].knobs  # searched only with --wide-space
+    wide = SweepOptions(name="x", storage_path="/tmp", epochs=12, wide_space=True)
+    assert "base_lr" in with_console(wide, None, verbose=False)[0].knobs
     assert with_console(options, [other], verbose=True) == [other]
     curve = SweepOptions(name="x", storage_path="/tmp", epochs=12,
                          fixed_config={"context_lr_ratio": 0.1}, lambdas=[0.01, 0.02, 0.05])
