@@ -386,8 +386,9 @@ def test_the_cli_console_is_a_few_lines_per_trial(cluster, tmp_path, photo_dirs,
         assert mine[-1].startswith(f"[{trial_id}] end    after {len(rows)} of 3 epochs: "
                                    f"{reason}")
         # The workers' own output is in Ray's session logs, where the summary says.
-        (err,) = logs.glob(f"**/worker-*-{rows[-1]['pid']}.err")
-        assert "falling back to CPU" in err.read_text(errors="replace")
+        # (Ray's log monitor may move a dead worker's file into logs/old/.)
+        errs = list(logs.glob(f"**/worker-*-{rows[-1]['pid']}.err"))
+        assert any("falling back to CPU" in e.read_text(errors="replace") for e in errs), errs
     assert "sweep finished" in console and f"results: {experiment}" in console
 
 
