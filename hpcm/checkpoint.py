@@ -27,6 +27,9 @@ __all__ = [
     "load_model",
     "MODEL_FORMAT",
     "MODEL_FORMAT_VERSION",
+    "TRAINING_FORMAT",
+    "project_checkpoint_kind",
+    "read_checkpoint_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -177,30 +180,103 @@ def convert_official_state_dict(state_dict: Mapping[str, Tensor], variant: str =
     return converted
 
 
+# What a file is, from its first bytes, for files that cannot be a checkpoint.
+_NOT_CHECKPOINTS = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"), (b"RIFF", "a RIFF file (WebP image, WAV audio, ...)"),
+    (b"\x1f\x8b", "a gzip file"), (b"%PDF", "a PDF document"), (b"BZh", "a bzip2 file"),
+    (b"\xfd7zXZ", "an xz file"), (b"7z\xbc\xaf", "a 7-Zip archive"),
+)
+_ACCEPTED = ("accepted: a torch.save file of a hpcm-tune model or training checkpoint "
+             "(a model .pt, trial_state.pt, best.pt) or an official LIC-HPCM state_dict")
+TRAINING_FORMAT = "hpcm-tune-train"  # trainables.finetune's training checkpoints
+
+
+def _file_kind(path: Path) -> str | None:
+    """None for a file torch.load may read (zip, pickle or legacy tar); else what it is."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80") or head[257:262] == b"ustar":
+        return None
+    for magic, kind in _NOT_CHECKPOINTS:
+        if head.startswith(magic):
+            return kind
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "a text file (JSON?)"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "a file of another kind"
+
+
 def read_checkpoint_file(path: str | os.PathLike) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU; every failure is a one-line
-    CheckpointError naming the file (missing, empty, truncated, code-carrying pickle)."""
+    CheckpointError naming the file (missing, empty, truncated, not a torch.save file,
+    code-carrying pickle)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint file is empty: {path}")
     try:
+        kind = _file_kind(path)
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from err
+    if kind is not None:
+        raise CheckpointError(f"{path} is not a checkpoint: it is {kind}, not a file written "
+                              f"by torch.save; {_ACCEPTED}")
+    try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path} holds Python objects that need code to load; refusing to unpickle them "
-            f"(only tensors and plain containers are accepted): {_first_line(err)}"
-        ) from err
+        detail = _unpickling_detail(err)
+        if "GLOBAL" in detail or "global" in detail:
+            raise CheckpointError(
+                f"{path} holds Python objects that need code to load; refusing to unpickle "
+                f"them (only tensors and plain containers are accepted): {detail}"
+            ) from err
+        raise CheckpointError(f"cannot read checkpoint {path}: its data is corrupt or not "
+                              f"a torch.save file ({detail}); {_ACCEPTED}") from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
         raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch.save "
                               f"file?): {_first_line(err)}") from err
+
+
+def _unpickling_detail(err: BaseException) -> str:
+    """What torch's weights-only unpickler refused, without its advice to load the file with
+    ``weights_only=False`` (that would run whatever code the file carries)."""
+    for line in str(err).splitlines()[1:]:
+        line = line.replace("WeightsUnpickler error:", "").strip()
+        if line and "weights_only" not in line and not line.startswith(("Please file", "Check the")):
+            return line
+    return type(err).__name__
 
 
 def _first_line(err: BaseException) -> str:
     """torch.load's messages span many lines; the first one names the problem."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def project_checkpoint_kind(obj: Any) -> str | None:
+    """"model file" or "training checkpoint" for a loaded hpcm-tune file, else None."""
+    if not isinstance(obj, Mapping):
+        return None
+    if isinstance(obj.get("trainer"), Mapping) or obj.get("format") == TRAINING_FORMAT:
+        return "training checkpoint"
+    if obj.get("format") == MODEL_FORMAT or {"config", "state_dict"} <= set(obj):
+        return "model file"
+    return None
+
+
+def _model_part(obj: Any) -> Any:
+    """The ``{"config", "state_dict"}`` of a training checkpoint (a trial state
+    ``{"trainer", "patience", "best"}`` or the trainer state itself); other objects as is."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("trainer"), Mapping):
+        obj = obj["trainer"]
+    if isinstance(obj, Mapping) and obj.get("format") == TRAINING_FORMAT:
+        obj = {key: obj[key] for key in ("config", "state_dict") if key in obj}
+    return obj
 
 
 def _as_state_dict(obj: Any, source: str) -> Mapping[str, Tensor]:
@@ -224,6 +300,10 @@ def load_official_checkpoint(path_or_state_dict: PathOrDict, variant: str = "bas
         source, obj = "the given object", path_or_state_dict
     else:
         source, obj = str(path_or_state_dict), read_checkpoint_file(path_or_state_dict)
+    kind = project_checkpoint_kind(obj)
+    if kind is not None:
+        raise CheckpointError(f"{source} is a hpcm-tune {kind}, not an official LIC-HPCM "
+                              "state_dict: drop --official (hpcm.load_model reads it)")
     converted = convert_official_state_dict(_as_state_dict(obj, source), variant)
     model = HPCM(PRESETS[variant])
     model.load_state_dict(converted)
@@ -257,7 +337,9 @@ def save_model(model: HPCM, path: str | os.PathLike) -> None:
 
 
 def load_model(path_or_dict: PathOrDict, config: HPCMConfig | str | None = None) -> HPCM:
-    """Loads a model saved by :func:`save_model` or a training checkpoint with "config" and "state_dict".
+    """Loads a model saved by :func:`save_model` or a training checkpoint: a trial state
+    (``trial_state.pt``, ``finetune``'s ``best.pt``), its trainer state, or any dict with
+    "config" and "state_dict".
 
     Args:
         path_or_dict: file path or the loaded dict.
@@ -270,10 +352,11 @@ def load_model(path_or_dict: PathOrDict, config: HPCMConfig | str | None = None)
         source, obj = "the given object", path_or_dict
     else:
         source, obj = str(path_or_dict), read_checkpoint_file(path_or_dict)
+    obj = _model_part(obj)
     if not isinstance(obj, Mapping) or "state_dict" not in obj or "config" not in obj:
         raise CheckpointError(
             f"{source} is not an hpcm-tune model file (needs 'config' and 'state_dict'); "
-            "official HPCM checkpoints load with hpcm.load_official_checkpoint()"
+            "an official LIC-HPCM file needs --official (hpcm.load_official_checkpoint())"
         )
     if "format" in obj and (obj["format"] != MODEL_FORMAT or obj.get("version") != MODEL_FORMAT_VERSION):
         raise CheckpointError(

@@ -194,3 +194,64 @@ def test_load_model_accepts_training_checkpoints_and_refuses_other_presets():
     assert "tiny" in str(err.value)
     with pytest.raises(CheckpointError, match="load_official_checkpoint"):
         load_model({"state_dict": model.state_dict()})
+
+
+# -- training checkpoints and files that are no checkpoint ------------------------------------
+@pytest.fixture(scope="module")
+def trial_state_file(tmp_path_factory, pretrained_tiny_path) -> Path:
+    """A real trial state (trainables.trial.save_state of a FineTuner) of the pre-trained tiny."""
+    from trainables.data import ImageFolderDataset, bundled_photos
+    from trainables.finetune import FineTuneConfig, FineTuner
+    from trainables.trial import save_state
+
+    photos = ImageFolderDataset(bundled_photos("val")[:1], mode="val")
+    tuner = FineTuner(load_model(pretrained_tiny_path), FineTuneConfig(), photos, photos,
+                      torch.device("cpu"))
+    folder = tmp_path_factory.mktemp("trial") / "checkpoint_000000"
+    return save_state({"trainer": tuner.state_dict(), "patience": {}, "best": {}}, folder)
+
+
+def test_load_model_reads_trial_states_and_trainer_states(trial_state_file, pretrained_tiny_path):
+    expected = load_model(pretrained_tiny_path).state_dict()
+    state = torch.load(trial_state_file, weights_only=True)
+    for source in (trial_state_file, state, state["trainer"]):
+        got = load_model(source).state_dict()
+        assert got.keys() == expected.keys()
+        assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_project_checkpoints_given_as_official_say_so(trial_state_file, pretrained_tiny_path):
+    with pytest.raises(CheckpointError, match="is a hpcm-tune training checkpoint") as err:
+        load_official_checkpoint(trial_state_file, "base")
+    assert "drop --official" in str(err.value) and "not tensors" not in str(err.value)
+    with pytest.raises(CheckpointError, match="is a hpcm-tune model file"):
+        load_official_checkpoint(pretrained_tiny_path, "base")
+
+
+@pytest.mark.parametrize("fmt, kind", [("PNG", "a PNG image"), ("JPEG", "a JPEG image"),
+                                       ("GIF", "a GIF image")])
+def test_an_image_file_is_no_checkpoint(fmt, kind, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / f"photo.{fmt.lower()}"
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(path, format=fmt)
+    for loader in (load_model, load_official_checkpoint, hpcm.read_checkpoint_file):
+        with pytest.raises(CheckpointError) as err:
+            loader(path)
+        message = str(err.value)
+        assert f"is not a checkpoint: it is {kind}" in message and "accepted:" in message
+        assert "weights_only" not in message and "Python objects" not in message
+
+
+def test_a_code_carrying_file_names_what_it_would_run_without_unsafe_advice(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = _Evil()
+    evil.marker = str(marker)
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "payload": evil}, path)
+    with pytest.raises(CheckpointError) as err:
+        hpcm.read_checkpoint_file(path)
+    message = str(err.value)
+    assert "refusing to unpickle" in message and "posix.system" in message
+    assert "weights_only" not in message and "\n" not in message
+    assert not marker.exists()
