@@ -36,6 +36,11 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--official", choices=("base", "large"),
                    help="the checkpoints are official LIC-HPCM files of this variant")
     p.add_argument("--max-images", type=int, help="use only the first N images")
+    p.add_argument("--max-side", type=int, metavar="N",
+                   help="downsize images whose longer side exceeds N pixels (keeps the aspect "
+                   "ratio; bounds memory and time; default: full size)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier evaluation in the output folder")
     return p
 
 
@@ -50,11 +55,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                          f"{','.join(CODEC_NAMES)} or none")
     if args.max_images is not None and args.max_images < 1:
         raise ValueError(f"--max-images must be positive, got {args.max_images}")
+    if args.max_side is not None and args.max_side < 16:
+        raise ValueError(f"--max-side must be at least 16 pixels, got {args.max_side}")
     if args.data and not Path(args.data).is_dir():
         raise ValueError(f"--data {args.data}: no such folder")
     result = run_evaluation(args.checkpoints, data=args.data, out=args.out, codecs=codecs,
                             baselines=args.baseline, official=args.official,
-                            max_images=args.max_images)
+                            max_images=args.max_images, overwrite=args.overwrite,
+                            max_side=args.max_side)
     print(result["out"].joinpath("summary.md").read_text())
     print(f"results: {result['out']}")
     return 0

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 MARKER = "hpcm_tune_experiment.json"
 STATE_FILE = "trial_state.pt"
 CURVE, START = "hpcm", "start"
+OUTPUT_FILES = ("evaluation.json", "per_image.csv", "anchors_per_image.csv", "rd_points.csv",
+                "bd.csv", "start_deltas.csv", "summary.md", "rd.png")
 
 
 @dataclass
@@ -98,11 +100,20 @@ def resolve_checkpoint(given: str | Path, official: str | None = None) -> Checkp
             trial_dir, path = path.parent, path / STATE_FILE
         elif (path / "params.json").is_file():
             trial_dir, path = path, _trial_folder_checkpoint(path)
-        elif (path / "best.pt").is_file():
+        elif (path / "best.pt").is_file():  # a finetune --out folder: its best epoch
             path = path / "best.pt"
+        elif (path / "latest" / STATE_FILE).is_file():  # ... that has no best.pt
+            path = path / "latest" / STATE_FILE
+        elif (path / MARKER).is_file():
+            trials = sorted(p.name for p in path.glob("trial_*") if p.is_dir())
+            raise ValueError(f"{given} is a sweep with {len(trials)} trials, not one "
+                             "checkpoint; give one trial's folder (its best checkpoint) or a "
+                             f"checkpoint_* folder, e.g. {path / (trials or ['trial_ID'])[0]}")
         else:
             raise ValueError(f"{given}: a folder without {STATE_FILE}, params.json or best.pt; "
-                             "give a checkpoint file, a checkpoint_* folder or a trial folder")
+                             "give a checkpoint file, a checkpoint_* folder, a trial folder or "
+                             "a finetune --out folder")
+        log.info("%s: using %s", given, path)
     elif path.name == STATE_FILE:
         trial_dir = path.parent.parent
     info = CheckpointInfo(path=str(path.resolve()), given=str(given), label=path.stem)
@@ -140,21 +151,20 @@ def load(info: CheckpointInfo) -> "hpcm_t.HPCM":
         model = hpcm.load_official_checkpoint(info.path, variant=info.variant or "base")
     else:
         obj = hpcm.read_checkpoint_file(info.path)  # CheckpointError is a ValueError
-        if isinstance(obj, dict) and isinstance(obj.get("trainer"), dict):
-            obj = obj["trainer"]  # a trial state: {"trainer", "patience", "best"}
-        if isinstance(obj, dict) and obj.get("format") == "hpcm-tune-train":
-            if info.lmbda is None:
-                info.lmbda = obj.get("finetune_config", {}).get("lmbda")
-            obj = {"config": obj["config"], "state_dict": obj["state_dict"]}
-        model = hpcm.load_model(obj)
+        trainer = obj.get("trainer", obj) if isinstance(obj, dict) else None  # trial state
+        if info.lmbda is None and isinstance(trainer, dict):
+            info.lmbda = (trainer.get("finetune_config") or {}).get("lmbda")
+        model = hpcm.load_model(obj)  # reads model files and training checkpoints alike
     model = model.to(torch.device("cpu")).eval()
     model.update(force=True)
     return model
 
 
-def load_images(data: str | Path | None = None, max_images: int | None = None) -> dict[str, Any]:
-    """name -> (3, H, W) float tensor in [0, 1]; default: the bundled validation photos."""
-    from trainables.data import bundled_photos, list_images, load_rgb
+def load_images(data: str | Path | None = None, max_images: int | None = None,
+                max_side: int | None = None) -> dict[str, Any]:
+    """name -> (3, H, W) float tensor in [0, 1]; default: the bundled validation photos.
+    With ``max_side``, larger images are downsized to that longer side (logged)."""
+    from trainables.data import bundled_photos, image_sizes, list_images, load_rgb, log_downsized
 
     paths = list_images(data) if data else bundled_photos("val")
     if max_images:
@@ -162,7 +172,11 @@ def load_images(data: str | Path | None = None, max_images: int | None = None) -
     names = [p.stem for p in paths]
     if len(set(names)) != len(names):  # same stem in two sub-folders
         names = [str(p.relative_to(data)) if data else p.name for p in paths]
-    return {n: load_rgb(p) for n, p in zip(names, paths)}
+    if max_side is not None:
+        sizes = image_sizes(paths)
+        log_downsized({n: sizes[p] for n, p in zip(names, paths)
+                       if p in sizes and max(sizes[p]) > max_side}, max_side)
+    return {n: load_rgb(p, max_side) for n, p in zip(names, paths)}
 
 
 def to_uint8(x: "torch.Tensor"):
@@ -216,11 +230,17 @@ def evaluate_model(model: "hpcm_t.HPCM", images: dict[str, Any], **labels) -> "p
 
 
 def rd_points(per_image: "pd.DataFrame", keys: list[str]) -> "pd.DataFrame":
-    """Means over the images of each curve point (bpp, PSNR, MS-SSIM, times, estimate gap)."""
+    """Means over the images of each curve point (bpp, PSNR, MS-SSIM, times, estimate gap).
+
+    MS-SSIM is undefined for images of 160 pixels or less a side: its mean is over the
+    images where it is defined, and ``ms_ssim_images`` counts them."""
     metrics = [c for c in ("bpp", "est_bpp", "bits_gap_pct", "psnr", "ms_ssim", "encode_s",
                            "decode_s") if c in per_image]
-    out = per_image.groupby(keys, dropna=False, sort=False)[metrics].mean().reset_index()
-    out["images"] = per_image.groupby(keys, dropna=False, sort=False).size().values
+    groups = per_image.groupby(keys, dropna=False, sort=False)
+    out = groups[metrics].mean().reset_index()  # pandas' mean skips NaN
+    out["images"] = groups.size().values
+    if "ms_ssim" in per_image:
+        out["ms_ssim_images"] = groups["ms_ssim"].count().values
     return out
 
 
@@ -253,16 +273,27 @@ def default_out(first: str | Path) -> Path:
 def run_evaluation(checkpoints: list[str], data: str | None = None, out: str | None = None,
                    codecs: list[str] | None = None, baselines: list[str] | None = None,
                    official: str | None = None, max_images: int | None = None,
-                   plot: bool = True) -> dict[str, Any]:
+                   plot: bool = True, overwrite: bool = False,
+                   max_side: int | None = None) -> dict[str, Any]:
     """Evaluates ``checkpoints`` as one curve, the start checkpoints, and the codec anchors;
-    writes the output folder (see the module docstring) and returns its tables."""
+    writes the output folder (see the module docstring) and returns its tables.
+
+    An output folder that already holds an evaluation is refused unless ``overwrite``
+    (``analyze`` reads it for its BD-rates). ``max_side`` downsizes larger images."""
     import pandas as pd
 
     from analysis import bd
     from analysis import codecs as codec_mod
+    from trainables.data import large_image_warning
 
     if not checkpoints:
         raise ValueError("give at least one CHECKPOINT")
+    out_dir = Path(out) if out else default_out(checkpoints[0])
+    earlier = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
+    if earlier and not overwrite:
+        raise ValueError(f"{out_dir} already holds an evaluation ({', '.join(earlier[:3])}"
+                         f"{', ...' if len(earlier) > 3 else ''}); pass --overwrite to replace "
+                         "it, or --out another folder")
     codecs = list(codecs if codecs is not None else codec_mod.CODECS)
     skipped = {}
     for name in list(codecs):
@@ -275,15 +306,19 @@ def run_evaluation(checkpoints: list[str], data: str | None = None, out: str | N
             codecs.remove(name)
     infos = [resolve_checkpoint(c, official) for c in checkpoints]
     starts = _start_infos(infos, baselines, official)
-    images = load_images(data, max_images)
-    out_dir = Path(out) if out else default_out(checkpoints[0])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    images = load_images(data, max_images, max_side)
+    sizes = {n: (img.shape[-1], img.shape[-2]) for n, img in images.items()}
 
     frames = []
+    warned = set()
     for curve, group in ((CURVE, infos), (START, starts)):
         for info in group:
             log.info("evaluating %s (%s) on %d images", info.label, curve, len(images))
             model = load(info)
+            warning = large_image_warning(sizes, model.config.name, "image")
+            if warning and model.config.name not in warned:
+                warned.add(model.config.name)
+                log.warning("%s (coding it takes longer still)", warning)
             frames.append(evaluate_model(model, images, curve=curve, label=info.label,
                                          checkpoint=info.path, lmbda=info.lmbda))
     per_image = pd.concat(frames, ignore_index=True)
@@ -312,6 +347,9 @@ def run_evaluation(checkpoints: list[str], data: str | None = None, out: str | N
                                               "rate_overlap", "note"])
     deltas = _start_deltas(points)
 
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in earlier:  # --overwrite: no file of the earlier evaluation survives
+        (out_dir / name).unlink()
     per_image.to_csv(out_dir / "per_image.csv", index=False)
     if not anchors_img.empty:
         anchors_img.to_csv(out_dir / "anchors_per_image.csv", index=False)
@@ -321,6 +359,7 @@ def run_evaluation(checkpoints: list[str], data: str | None = None, out: str | N
     meta = {"checkpoints": [asdict(i) for i in infos], "starts": [asdict(s) for s in starts],
             "images": {n: list(img.shape[-2:]) for n, img in images.items()},
             "data": str(Path(data).resolve()) if data else "bundled validation photos",
+            "max_side": max_side,
             "codecs": {c: codec_mod.CODECS[c].note for c in codecs}, "skipped_codecs": skipped,
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     (out_dir / "evaluation.json").write_text(json.dumps(meta, indent=2))
@@ -374,10 +413,12 @@ def summary_markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     own = points[points["curve"].isin([CURVE, START])][
         ["curve", "label", "lmbda", "bpp", "est_bpp", "bits_gap_pct", "psnr", "ms_ssim",
-         "encode_s", "decode_s"]]
+         "ms_ssim_images", "encode_s", "decode_s"]]
     parts = [f"# Evaluation ({len(meta['images'])} images: {meta['data']})", "",
              "Real bitstreams: bpp = 8 x bytes / original pixels; PSNR / MS-SSIM on the decoded "
-             "8-bit image; `bits_gap_pct` = (actual - estimated) / estimated bits.", "",
+             "8-bit image; `bits_gap_pct` = (actual - estimated) / estimated bits. MS-SSIM "
+             "is the mean over the `ms_ssim_images` images above 160 pixels a side (it is "
+             "undefined for smaller ones).", "",
              markdown_table(own, {"bpp": 4, "est_bpp": 4, "bits_gap_pct": 2, "psnr": 2,
                                   "ms_ssim": 4, "encode_s": 2, "decode_s": 2}), ""]
     if not bd_table.empty:

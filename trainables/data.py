@@ -90,18 +90,56 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "hpcm-tune"
 
 
+def _first_names(paths: Sequence[str | Path], limit: int = 5) -> str:
+    names = ", ".join(str(p) for p in paths[:limit])
+    return names + (f", ... ({len(paths)} in all)" if len(paths) > limit else "")
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """All PNG/JPEG files under ``folder`` (recursive, suffix case-insensitive), sorted.
 
+    Files with other suffixes (``.gif``, ``.webp``, ...) are skipped with one warning that
+    counts them; sub-folders that cannot be read are skipped with a warning.
+
     Raises:
-        DataError: if ``folder`` does not exist, is not a folder, or holds no image file.
+        DataError: if ``folder`` does not exist, is not a folder, cannot be read, or holds no
+            image file.
     """
     root = Path(folder).expanduser()
     if not root.exists():
         raise DataError(f"image folder {root} does not exist; pass an existing folder of PNG/JPEG files")
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; pass a folder of PNG/JPEG files")
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise DataError(f"cannot read image folder {root} (permission denied); make it "
+                        "readable (chmod) or pass another folder")
+    unreadable: list[str] = []
+    paths: list[Path] = []
+    others: list[Path] = []
+
+    def refused(err: OSError) -> None:
+        unreadable.append(f"{err.filename} ({err.strerror or err})")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=refused):
+        dirnames.sort()
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not path.is_file():
+                continue
+            (paths if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
+    paths.sort()
+    if unreadable:
+        if not paths and any(u.startswith(f"{root} (") for u in unreadable):
+            raise DataError(f"cannot read image folder {unreadable[0]}; make it readable "
+                            "(chmod) or pass another folder")
+        logger.warning("skipped %d sub-folder(s) of %s that cannot be read: %s",
+                       len(unreadable), root, _first_names(unreadable))
+    if others:
+        # Images of other formats (.gif, .webp, .tif, ...) were probably meant to be used.
+        images = Image.registered_extensions()
+        level = logging.WARNING if any(p.suffix.lower() in images for p in others) else logging.INFO
+        logger.log(level, "skipped %d file(s) in %s that are not .png/.jpg/.jpeg: %s",
+                   len(others), root, _first_names(sorted(p.relative_to(root) for p in others)))
     if not paths:
         raise DataError(f"no .png/.jpg/.jpeg file in {root}; put images there or pass another folder")
     return paths
@@ -138,12 +176,22 @@ def check_image_folder(folder: str | Path, crop_size: int | None = None) -> None
         f"pixels (largest short side found: {largest}); use a smaller crop_size or larger images")
 
 
-def _decode_uint8(path: str | Path) -> torch.Tensor:
-    """Decode an image file to a (3, H, W) uint8 RGB tensor; raises Pillow's errors as is."""
+def _decode_uint8(path: str | Path, max_side: int | None = None) -> torch.Tensor:
+    """Decode an image file to a (3, H, W) uint8 RGB tensor; raises Pillow's errors as is.
+
+    An animated image (APNG) gives its first frame, with a warning. With ``max_side``, an
+    image whose longer side exceeds it is downsized (aspect ratio kept; the caller logs it).
+    """
     with Image.open(path) as img:
         img.load()  # Image.open is lazy: force the decode so corrupt data fails here.
+        frames = getattr(img, "n_frames", 1)
+        if frames > 1:
+            logger.warning("%s is animated (%d frames): only its first frame is used", path,
+                           frames)
         # Camera JPEGs store rotation in EXIF; apply it so pixels match what viewers show.
         img = ImageOps.exif_transpose(img)
+        if max_side is not None and max(img.size) > max_side:
+            img = _downsized(img, max_side)
         if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
             # 16-bit greyscale (PNG opens as I;16 or I): scale to 8 bits, the models train on 8-bit data.
             gray = np.asarray(img, dtype=np.float64) * (255.0 / 65535.0)
@@ -160,17 +208,77 @@ def _decode_uint8(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(np.array(arr)).permute(2, 0, 1).contiguous()
 
 
-def load_rgb(path: str | Path) -> torch.Tensor:
+def downsized_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(width, height) scaled so that the longer side is ``max_side`` (unchanged if smaller)."""
+    scale = max_side / max(width, height)
+    if scale >= 1:
+        return width, height
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _downsized(img: Image.Image, max_side: int) -> Image.Image:
+    if img.mode not in ("RGB", "RGBA", "L", "LA"):  # palette, 16-bit, CMYK: resize as RGB
+        img = img.convert("RGBA" if img.mode == "P" else "RGB")
+    return img.resize(downsized_size(*img.size, max_side), Image.Resampling.LANCZOS)
+
+
+def image_sizes(paths: Sequence[str | Path]) -> dict[Path, tuple[int, int]]:
+    """(width, height) of each readable image from its header alone (nothing decoded)."""
+    sizes: dict[Path, tuple[int, int]] = {}
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                sizes[Path(path)] = img.size
+        except _DECODE_ERRORS:
+            continue  # reported when the image is decoded
+    return sizes
+
+
+def log_downsized(originals: dict[str, tuple[int, int]], max_side: int) -> None:
+    """One log line for the images that ``max_side`` downsized: how many, the first few."""
+    if originals:
+        shown = [f"{name} {w}x{h} -> {'x'.join(map(str, downsized_size(w, h, max_side)))}"
+                 for name, (w, h) in list(originals.items())[:5]]
+        logger.info("--max-side %d: downsized %d image(s) larger than that: %s%s", max_side,
+                    len(originals), ", ".join(shown), ", ..." if len(originals) > 5 else "")
+
+
+# Memory (bytes per pixel) and time (seconds per pixel, 2 CPU cores) of one eval-mode pass
+# of each preset on an image, measured on CPU with torch 2.14 (tiny from 1-4 MP images; base
+# and large from 0.6 MP, and the README's model_speed figures).
+EVAL_COST = {"tiny": (380, 1.8e-6), "base": (1300, 12e-6), "large": (1300, 16e-6)}
+LARGE_IMAGE_BYTES = 4 * 2**30  # warn above this estimate
+
+
+def large_image_warning(sizes: dict, preset: str, what: str = "validation image") -> str | None:
+    """A warning with an estimate of memory and time when the largest of ``sizes`` (name ->
+    (width, height)) needs more than :data:`LARGE_IMAGE_BYTES` in one pass of ``preset``."""
+    if not sizes or preset not in EVAL_COST:
+        return None
+    name, (width, height) = max(sizes.items(), key=lambda kv: kv[1][0] * kv[1][1])
+    per_pixel, seconds = EVAL_COST[preset]
+    pixels = width * height
+    if pixels * per_pixel <= LARGE_IMAGE_BYTES:
+        return None
+    bounded = int((LARGE_IMAGE_BYTES / per_pixel) ** 0.5) // 256 * 256
+    return (f"{what} {name} is {width}x{height} ({pixels / 1e6:.1f} MP): one pass of the "
+            f"{preset} model on it needs about {pixels * per_pixel / 2**30:.1f} GiB of memory "
+            f"and ~{pixels * seconds:.0f} s on 2 CPU cores; pass --max-side {bounded} to "
+            "downsize larger images")
+
+
+def load_rgb(path: str | Path, max_side: int | None = None) -> torch.Tensor:
     """Load an image as a (3, H, W) float32 RGB tensor in [0, 1].
 
     Greyscale (L, LA, 16-bit), RGBA, palette and CMYK images are converted to RGB; alpha is
-    dropped and 16-bit data is rounded to 8 bits. EXIF orientation is applied.
+    dropped and 16-bit data is rounded to 8 bits. EXIF orientation is applied. With
+    ``max_side``, a larger image is downsized so that its longer side is ``max_side``.
 
     Raises:
         DataError: if the file cannot be read or decoded.
     """
     try:
-        pixels = _decode_uint8(path)
+        pixels = _decode_uint8(path, max_side)
     except _DECODE_ERRORS as exc:
         raise DataError(f"cannot read image {path}: {exc}; replace or remove the file") from exc
     return pixels.float().div_(255.0)
@@ -194,7 +302,9 @@ class ImageFolderDataset(Dataset[torch.Tensor]):
 
     Unreadable files are skipped with one warning (count in ``skipped``); in train mode images
     smaller than the crop are skipped likewise (count in ``too_small``). All images are decoded
-    once at construction and kept in memory as uint8 (see the module docstring).
+    once at construction and kept in memory as uint8 (see the module docstring). With
+    ``max_side``, images whose longer side exceeds it are downsized at decode (logged; their
+    original sizes in ``downsized``).
 
     Raises:
         DataError: no readable image, or (train) no image at least ``crop_size`` on each side.
@@ -207,6 +317,7 @@ class ImageFolderDataset(Dataset[torch.Tensor]):
         crop_size: int | None = 256,
         crops_per_image: int = 1,
         seed: int = 0,
+        max_side: int | None = None,
     ) -> None:
         if mode not in ("train", "val"):
             raise DataError(f"mode must be 'train' or 'val', got {mode!r}")
@@ -233,12 +344,17 @@ class ImageFolderDataset(Dataset[torch.Tensor]):
         images: list[torch.Tensor] = []
         paths: list[Path] = []
         unreadable: list[str] = []
+        sizes = image_sizes(candidates) if max_side is not None else {}
         for path in candidates:
             try:
-                images.append(_decode_uint8(path))
+                images.append(_decode_uint8(path, max_side))
                 paths.append(path)
             except _DECODE_ERRORS as exc:
                 unreadable.append(f"{path} ({type(exc).__name__}: {exc})")
+        self.downsized = {str(p): sizes[Path(p)] for p in paths
+                          if Path(p) in sizes and max(sizes[Path(p)]) > (max_side or 0)}
+        if max_side is not None:
+            log_downsized(self.downsized, max_side)
         self.skipped = len(unreadable)
         if not images:
             raise DataError(

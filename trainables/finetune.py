@@ -176,7 +176,12 @@ class FineTuner:
             terms["ms_ssim"] = (float(ms_ssim(x_hat, x, data_range=1.0))
                                 if min(x.shape[-2:]) > 160 else float("nan"))
             rows.append(terms)
-        return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+        metrics = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if k != "ms_ssim"}
+        # MS-SSIM: the mean over the images where it is defined, and how many they are.
+        defined = [r["ms_ssim"] for r in rows if r["ms_ssim"] == r["ms_ssim"]]  # not NaN
+        metrics["ms_ssim"] = sum(defined) / len(defined) if defined else float("nan")
+        metrics["ms_ssim_images"] = len(defined)
+        return metrics
 
     def learning_rates(self) -> dict[str, float]:
         return {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}

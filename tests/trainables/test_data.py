@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -373,3 +375,106 @@ def test_loader_order_and_global_rng(bundled_dir: Path) -> None:
     torch.manual_seed(0)
     list(plain)
     assert torch.equal(torch.rand(1), expected)
+
+
+# --- folders that cannot be read, other formats, animations, large images ------------------
+
+
+def _list_images_as_unprivileged(folder: Path) -> str:
+    """``list_images(folder)`` in a process that file permissions apply to (root passes them
+    by its capabilities, so as root the process runs without them); returns the error
+    message or 'ok'."""
+    import subprocess
+    import sys
+
+    code = ("from trainables.data import DataError, list_images\n"
+            "import sys\n"
+            "try:\n    list_images(sys.argv[1])\nexcept DataError as e:\n    print(e)\n"
+            "else:\n    print('ok')\n")
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-c", code, str(folder)]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: permissions cannot be enforced")
+        caps = "-dac_override,-dac_read_search"
+        command = ["setpriv", "--bounding-set", caps, "--inh-caps", caps, *command]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=root,
+                          env=dict(os.environ, PYTHONPATH=str(root)), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+def test_a_folder_without_read_permission_says_it_cannot_be_read(bundled_dir: Path) -> None:
+    import tempfile
+
+    # Outside pytest's private tmp (mode 700), so that only the folder itself is closed.
+    parent = Path(tempfile.mkdtemp(prefix="hpcm-perm-"))
+    try:
+        parent.chmod(0o755)
+        folder = parent / "photos"
+        folder.mkdir()
+        _copy_photo(_photo(bundled_dir, "coffee"), folder / "a.png")
+        assert _list_images_as_unprivileged(folder) == "ok"
+        folder.chmod(0o000)
+        message = _list_images_as_unprivileged(folder)
+        assert message.startswith(f"cannot read image folder {folder}"), message
+        assert "permission denied" in message and "put images there" not in message
+    finally:
+        (parent / "photos").chmod(0o755)
+        shutil.rmtree(parent)
+
+
+def test_files_of_other_formats_are_counted_and_named(
+    bundled_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = _photo(bundled_dir, "coffee")
+    _copy_photo(src, tmp_path / "a.png")
+    _copy_photo(src, tmp_path / "b.gif", fmt="GIF")
+    _copy_photo(src, tmp_path / "c.webp", fmt="WEBP")
+    (tmp_path / "d.txt").write_text("notes")
+    with caplog.at_level(logging.INFO, logger=data.__name__):
+        assert [p.name for p in list_images(tmp_path)] == ["a.png"]
+    skipped = [r for r in caplog.records if "skipped 3 file(s)" in r.getMessage()]
+    assert len(skipped) == 1 and skipped[0].levelno == logging.WARNING
+    assert all(n in skipped[0].getMessage() for n in ("b.gif", "c.webp", "d.txt"))
+
+
+def test_an_animated_png_gives_its_first_frame_with_a_warning(
+    bundled_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Image.open(_photo(bundled_dir, "coffee")) as img:
+        first = img.convert("RGB")
+    second = first.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    first.save(tmp_path / "anim.png", save_all=True, append_images=[second], duration=100)
+    with caplog.at_level(logging.WARNING, logger=data.__name__):
+        ds = ImageFolderDataset(tmp_path, mode="val")
+    assert torch.equal(torch.round(ds[0] * 255).to(torch.uint8), _chw(first))
+    assert any("anim.png is animated (2 frames)" in r.getMessage() and "first frame"
+               in r.getMessage() for r in caplog.records)
+
+
+def test_max_side_downsizes_larger_validation_images_and_says_so(
+    bundled_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _copy_photo(_photo(bundled_dir, "rocket"), tmp_path / "rocket.png")  # 640 x 427
+    _copy_photo(_photo(bundled_dir, "coffee"), tmp_path / "small.png", size=(200, 150))
+    with caplog.at_level(logging.INFO, logger=data.__name__):
+        ds = ImageFolderDataset(tmp_path, mode="val", max_side=320)
+    assert ds[0].shape == (3, 214, 320)  # rocket.png, aspect ratio kept
+    assert ds[1].shape == (3, 150, 200)  # small.png untouched
+    assert ds.downsized == {str(tmp_path / "rocket.png"): (640, 427)}
+    assert any("--max-side 320: downsized 1 image(s)" in r.getMessage()
+               and "rocket.png 640x427 -> 320x214" in r.getMessage() for r in caplog.records)
+    assert load_rgb(tmp_path / "rocket.png", max_side=320).shape == (3, 214, 320)
+
+
+def test_large_image_warning_estimates_memory_and_time() -> None:
+    from trainables.data import large_image_warning
+
+    warning = large_image_warning({"big.jpg": (6000, 4000), "small.png": (640, 480)}, "tiny")
+    assert warning is not None
+    assert "big.jpg is 6000x4000 (24.0 MP)" in warning
+    assert "8.5 GiB of memory" in warning and "--max-side" in warning
+    assert large_image_warning({"kodim01.png": (768, 512)}, "tiny") is None
+    assert large_image_warning({"kodim01.png": (768, 512)}, "base") is None
+    assert "the base model" in large_image_warning({"clic.png": (2560, 1920)}, "base")

@@ -135,3 +135,25 @@ def test_diverged_training_fails_with_a_clear_reason(photos, pretrained_tiny_pat
     with pytest.raises(NonFiniteLossError, match="non-finite"):
         tuner.train_epoch()
     assert tuner.skipped_batches == 2
+
+
+def test_ms_ssim_is_averaged_over_the_images_where_it_is_defined(tmp_path, pretrained_tiny_path):
+    """One validation image of 160 px or less (no MS-SSIM) must not make the mean NaN."""
+    from PIL import Image
+
+    with Image.open(bundled_photos("val")[0]) as img:
+        img.crop((0, 0, 256, 256)).save(tmp_path / "big.png")
+        img.crop((256, 256, 384, 384)).save(tmp_path / "small.png")  # 128 px a side
+    config = FineTuneConfig(epochs=1, batch_size=1, crop_size=128)
+
+    def validate(paths):
+        val = ImageFolderDataset(paths, mode="val")
+        return FineTuner(hpcm.load_model(pretrained_tiny_path), config, val, val,
+                         CPU).validate()
+
+    both, big = validate([tmp_path / "big.png", tmp_path / "small.png"]), validate(
+        [tmp_path / "big.png"])
+    assert both["ms_ssim_images"] == 1 and big["ms_ssim_images"] == 1
+    assert both["ms_ssim"] == pytest.approx(big["ms_ssim"], rel=1e-6)
+    assert 0 < both["ms_ssim"] <= 1
+    assert math.isnan(validate([tmp_path / "small.png"])["ms_ssim"])
