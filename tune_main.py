@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -51,6 +52,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-dir", help="folder of validation images (default: bundled photos)")
 
 
+def _max_side_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-side", type=int, metavar="N",
+                   help="downsize validation images whose longer side exceeds N pixels (keeps "
+                   "the aspect ratio; bounds memory and time; default: full size)")
+
+
 def _training_args(p: argparse.ArgumentParser, epochs: int) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--lmbda", type=float, default=0.0483,
@@ -81,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a sweep (the default command)")
     _model_args(run)
+    _max_side_arg(run)
     _training_args(run, epochs=12)
     g = run.add_argument_group("search")
     g.add_argument("--preset", default="optuna",
@@ -126,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ft = sub.add_parser("finetune", help="one fine-tune without Ray (same code path)")
     _model_args(ft)
+    _max_side_arg(ft)
     _training_args(ft, epochs=12)
     g = ft.add_argument_group("layer-wise learning rates")
     g.add_argument("--base-lr", type=float, default=1e-4)
@@ -176,8 +185,11 @@ def _stopper_settings(args: argparse.Namespace) -> dict:
     return settings
 
 
-def _start_checkpoint(args: argparse.Namespace) -> tuple[str | None, str]:
-    """The checkpoint trials start from, validated once here rather than in every trial."""
+def _start_checkpoint(args: argparse.Namespace) -> tuple[str, str, str]:
+    """The checkpoint file trials start from, its kind and its preset, validated once here
+    rather than in every trial. Any checkpoint the project wrote is accepted: a model file,
+    a training state (``trial_state.pt``, ``best.pt``) or the folder holding one (see
+    ``analysis.evaluate.resolve_checkpoint``)."""
     import hpcm
 
     if args.checkpoint is None:
@@ -186,16 +198,21 @@ def _start_checkpoint(args: argparse.Namespace) -> tuple[str | None, str]:
                              "--checkpoint PATH (add --official for a LIC-HPCM file)")
         from trainables.pretrain import pretrained_tiny
 
-        return str(pretrained_tiny()), "project"
-    path = Path(args.checkpoint).resolve()
+        return str(pretrained_tiny()), "project", "tiny"
+    given = Path(args.checkpoint).expanduser().resolve()
+    if not given.exists():
+        raise UsageError(f"checkpoint file not found: {given}")
+    from analysis.evaluate import resolve_checkpoint
+
+    path = Path(resolve_checkpoint(given).path)  # a folder: the checkpoint file it holds
     if args.official:
         hpcm.load_official_checkpoint(path, variant=args.model)
-        return str(path), "official"
+        return str(path), "official", args.model
     model = hpcm.load_model(path)
     if model.config.name != args.model:
         log.info("the checkpoint is a %s model; --model %s ignored", model.config.name,
                  args.model)
-    return str(path), "project"
+    return str(path), "project", model.config.name
 
 
 def _trial_base(args: argparse.Namespace) -> dict:
@@ -207,16 +224,33 @@ def _trial_base(args: argparse.Namespace) -> dict:
             from trainables.data import check_image_folder
 
             check_image_folder(folder, args.crop_size if name == "train_dir" else None)
-    checkpoint, kind = _start_checkpoint(args)
+    checkpoint, kind, preset = _start_checkpoint(args)
+    _warn_large_validation_images(args, preset)
     return {
         "model": args.model, "checkpoint": checkpoint, "checkpoint_kind": kind,
         "train_dir": args.train_dir and str(Path(args.train_dir).resolve()),
         "val_dir": args.val_dir and str(Path(args.val_dir).resolve()),
+        "max_side": args.max_side,
         "lmbda": args.lmbda, "batch_size": args.batch_size, "crop_size": args.crop_size,
         "crops_per_image": args.crops_per_image,
         "checkpoint_every": args.checkpoint_every, "keep_scale_best": args.keep_scale_best,
         "stopper": _stopper_settings(args),
     }
+
+
+def _warn_large_validation_images(args: argparse.Namespace, preset: str) -> None:
+    """Every epoch validates on whole images: say so when one is large enough to take GBs."""
+    if args.val_dir is None:
+        return  # the bundled photos are small
+    from trainables.data import (downsized_size, image_sizes, large_image_warning,
+                                 list_images)
+
+    sizes = {p.name: size for p, size in image_sizes(list_images(args.val_dir)).items()}
+    if args.max_side is not None:
+        sizes = {n: downsized_size(*wh, args.max_side) for n, wh in sizes.items()}
+    warning = large_image_warning(sizes, preset)
+    if warning:
+        log.warning("%s", warning)
 
 
 def _fixed_config(args: argparse.Namespace) -> tuple[dict | None, list[float] | None]:
@@ -244,8 +278,8 @@ def _fixed_config(args: argparse.Namespace) -> tuple[dict | None, list[float] | 
             lambdas = [float(v) for v in args.lambdas.split(",")]
         except ValueError as exc:
             raise UsageError(f"--lambdas {args.lambdas}: not a comma-separated list of numbers") from exc
-        if any(v <= 0 for v in lambdas):
-            raise UsageError(f"--lambdas must all be positive, got {args.lambdas}")
+        if not all(v > 0 and math.isfinite(v) for v in lambdas):
+            raise UsageError(f"--lambdas must all be positive and finite, got {args.lambdas}")
     return config, lambdas
 
 
@@ -259,8 +293,17 @@ def _check_numbers(args: argparse.Namespace) -> None:
                        "--cpus-per-trial": args.cpus_per_trial > 0,
                        "--gpus-per-trial": args.gpus_per_trial >= 0})
     for flag, ok in checks.items():
+        value = getattr(args, flag[2:].replace('-', '_'))
+        if isinstance(value, float) and not math.isfinite(value):  # inf passes "> 0"
+            raise UsageError(f"{flag} must be positive and finite, got {value}")
         if not ok:
-            raise UsageError(f"{flag} must be positive, got {getattr(args, flag[2:].replace('-', '_'))}")
+            raise UsageError(f"{flag} must be positive, got {value}")
+    for flag in ("--base-lr", "--context-lr-ratio", "--min-delta", "--budget-device-hours"):
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is not None and not math.isfinite(value):
+            raise UsageError(f"{flag} must be a finite number, got {value}")
+    if getattr(args, "max_side", None) is not None and args.max_side < 16:
+        raise UsageError(f"--max-side must be at least 16 pixels, got {args.max_side}")
 
 
 # -- commands --------------------------------------------------------------------------
@@ -297,6 +340,8 @@ def _check_storage(storage: str, optuna_storage: str | None,
 def cmd_run(args: argparse.Namespace) -> int:
     _check_numbers(args)
     address = _ray_address(args)
+    if address is None:
+        _check_local_resources(args)
     _prepare_ray(address)
     from trainables.sweep import SweepOptions, join_storage, run_sweep
     from trainables.tracking import tracking_callbacks
@@ -310,13 +355,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"experiment {target} already exists: choose another --name, "
                          "`resume` it, or pass --overwrite")
     fixed_config, lambdas = _fixed_config(args)
+    if fixed_config is None:
+        _check_search(args)
     _check_storage(storage, args.optuna_storage)
     trial = _trial_base(args)
-    if replace:  # only once the new sweep's input is known to be good
-        import shutil
-
-        log.warning("--overwrite: removing %s", target)
-        shutil.rmtree(target)
+    if replace and Path(target) in Path(trial["checkpoint"]).parents:
+        raise UsageError(f"--checkpoint {args.checkpoint} lies inside the experiment that "
+                         "--overwrite would replace; copy it elsewhere first or choose another "
+                         "--name")
     options = SweepOptions(
         name=name, storage_path=storage, trial=trial, epochs=args.epochs,
         num_samples=args.num_samples, preset=args.preset, wide_space=args.wide_space,
@@ -327,17 +373,70 @@ def cmd_run(args: argparse.Namespace) -> int:
         fixed_config=fixed_config, lambdas=lambdas,
     )
     callbacks = tracking_callbacks(args.wandb_project, args.mlflow_uri, name)
-    return _sweep(address, args.dashboard,
-                  lambda: (run_sweep(options, callbacks=callbacks, verbose=args.verbose),
-                           options), verbose=args.verbose)
+    if not replace:
+        return _sweep(address, args.dashboard,
+                      lambda: (run_sweep(options, callbacks=callbacks, verbose=args.verbose),
+                               options), verbose=args.verbose)
+    # Every check that can refuse the sweep has passed, but some run only once Ray is up:
+    # the old experiment is moved aside, deleted once the new sweep has started, put back
+    # if it never starts.
+    from trainables.replace import PreviousExperiment
+
+    previous = PreviousExperiment(target)
+    callbacks = [*(callbacks or []), previous.move_aside()]
+    try:
+        return _sweep(address, args.dashboard,
+                      lambda: (run_sweep(options, callbacks=callbacks, verbose=args.verbose),
+                               options), verbose=args.verbose)
+    finally:
+        previous.settle()
+
+
+def _check_local_resources(args: argparse.Namespace) -> None:
+    """A local cluster has this machine's CPUs and GPUs: refuse a trial that cannot fit
+    before Ray starts (a cluster's resources are checked once joined)."""
+    import os
+
+    cpus = os.cpu_count() or 1
+    if args.cpus_per_trial > cpus:
+        raise UsageError(f"--cpus-per-trial {args.cpus_per_trial:g} but this machine has {cpus} "
+                         "CPUs; lower it, or join a cluster with --address")
+    if args.gpus_per_trial > 0:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        have = f"{gpus} GPU{'s' if gpus != 1 else ''}" if gpus else "no GPU torch can use"
+        if args.gpus_per_trial > gpus:
+            raise UsageError(f"--gpus-per-trial {args.gpus_per_trial:g} but this machine has "
+                             f"{have}; lower --gpus-per-trial (0 trains on the CPU), or join "
+                             "a cluster with --address")
+
+
+def _check_search(args: argparse.Namespace) -> None:
+    """The search space and preset of a sweep, checked before Ray starts."""
+    from search_spaces import FineTuneSpace, preset_points
+
+    try:
+        FineTuneSpace(max_epochs=args.epochs, wide=args.wide_space)
+        preset_points(args.preset, args.epochs)
+    except ValueError as exc:
+        raise UsageError(f"--epochs {args.epochs}: {exc}; pass --epochs 3 or more, or "
+                         "--config to fine-tune one fixed config") from exc
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    path = str(Path(args.path).resolve()) if "://" not in args.path else args.path
+    if "://" not in path:
+        if not Path(path).exists():
+            raise UsageError(f"{args.path} does not exist; give the experiment folder that "
+                             "`tune_main.py run` printed")
+        from trainables.sweep import read_marker
+
+        read_marker(path)  # a folder this project did not create is refused before Ray starts
     address = _ray_address(args)
     _prepare_ray(address)
     from trainables.sweep import resume_sweep
 
-    path = str(Path(args.path).resolve()) if "://" not in args.path else args.path
     return _sweep(address, False, lambda: resume_sweep(path, retry_errored=args.retry_errored,
                                                        verbose=args.verbose),
                   verbose=args.verbose)
@@ -379,6 +478,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         unfreeze_h_epoch=args.unfreeze_h_epoch,
         unfreeze_context_epoch=args.unfreeze_context_epoch)
     metrics = run_trial(config, LocalSession(out, resume=args.resume))
+    if not metrics:  # resumed at its epoch budget: nothing was run
+        raise UsageError(f"--resume: the fine-tune in {out} already ran its {args.epochs} "
+                         "epochs; pass a larger --epochs to continue it")
     print(f"\nbest loss {metrics['best_loss']:.4f} at epoch {metrics['best_epoch']}; "
           f"weights and state in {out.resolve()}")
     return 0

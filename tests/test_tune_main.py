@@ -153,3 +153,39 @@ def test_bad_fixed_configs_are_refused(content, extra, message, tmp_path, capsys
 def test_lambdas_without_config_is_refused(capsys):
     assert tune_main.main(["run", "--lambdas", "0.01,0.02"]) == 2
     assert "--lambdas needs --config" in capsys.readouterr().err
+
+
+def test_the_projects_own_checkpoints_are_accepted_as_starting_points(
+        tmp_path, photo_dirs, pretrained_tiny_path, caplog):
+    import logging
+    import shutil
+
+    out = tmp_path / "ft"
+    assert tune_main.main(_finetune_args(out, photo_dirs, pretrained_tiny_path, 1)
+                          + ["--lmbda", "0.0483"]) == 0
+    tune_checkpoint = tmp_path / "sweep" / "trial_x" / "checkpoint_000000"
+    shutil.copytree(out / "latest", tune_checkpoint)
+    state, best = out / "latest" / "trial_state.pt", out / "best.pt"
+    for given, expected in [(state, state), (best, best), (out / "latest", state), (out, best),
+                            (tune_checkpoint / "trial_state.pt", tune_checkpoint / "trial_state.pt"),
+                            (tune_checkpoint, tune_checkpoint / "trial_state.pt")]:
+        for command in ("run", "finetune"):
+            args = tune_main.build_parser().parse_args([command, "--checkpoint", str(given)])
+            assert tune_main._start_checkpoint(args) == (str(expected.resolve()), "project",
+                                                         "tiny"), given
+
+    # A fine-tune from a finetune folder, with a validation folder only (training on the
+    # bundled photos) whose image is downsized by --max-side.
+    second = tmp_path / "ft2"
+    argv = ["finetune", "--checkpoint", str(out), "--val-dir", str(photo_dirs / "val"),
+            "--max-side", "200", "--epochs", "1", "--batch-size", "4", "--crops-per-image", "1",
+            "--lmbda", "0.0483", "--out", str(second)]
+    with caplog.at_level(logging.INFO):
+        assert tune_main.main(argv) == 0
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("no --train-dir: training on the bundled train photos" in m for m in logged)
+    assert any("--max-side 200: downsized 1 image(s)" in m and "451x300 -> 200x133" in m
+               for m in logged)
+    saved = torch.load(second / "latest" / "trial_state.pt", weights_only=True)["options"]
+    assert saved["checkpoint"] == str(best.resolve())
+    assert saved["val_dir"] == str((photo_dirs / "val").resolve()) and saved["max_side"] == 200

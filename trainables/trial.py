@@ -8,6 +8,7 @@ trial restored after a crash replays exactly the decisions of an uninterrupted r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -20,7 +21,7 @@ import torch
 
 import hpcm
 from stoppers import AdaptivePatience, report_fields
-from trainables.data import ImageFolderDataset, default_datasets
+from trainables.data import ImageFolderDataset, bundled_photos
 from trainables.finetune import FineTuneConfig, FineTuner, select_device
 from trainables.layer_lr import LayerLRConfig
 
@@ -32,6 +33,74 @@ SCALES = ("s1", "s2", "s3")
 
 class CheckpointWriteError(RuntimeError):
     """A trial state could not be written (disk full, quota, storage not writable)."""
+
+
+class ResumeMismatchError(ValueError):
+    """A resumed fine-tune was given settings that differ from the ones it ran with."""
+
+
+# Trial options that define what a trial's losses mean, saved with its state (besides the
+# FineTuneConfig the trainer state holds) and compared on resume.
+RESUME_OPTIONS = ("checkpoint", "checkpoint_kind", "train_dir", "val_dir", "max_side")
+# How the settings are spelled on the command line, for the error message.
+FLAGS = {"lmbda": "--lmbda", "epochs": "--epochs", "batch_size": "--batch-size",
+         "crop_size": "--crop-size", "crops_per_image": "--crops-per-image", "seed": "--seed",
+         "base_lr": "--base-lr", "context_lr_ratio": "--context-lr-ratio",
+         "freeze_strategy": "--freeze-strategy", "unfreeze_h_epoch": "--unfreeze-h-epoch",
+         "unfreeze_context_epoch": "--unfreeze-context-epoch", "checkpoint": "--checkpoint",
+         "checkpoint_kind": "--official", "train_dir": "--train-dir", "val_dir": "--val-dir",
+         "max_side": "--max-side", "architecture": "--model/--checkpoint"}
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value))  # layer_lr's fields are top-level flags
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def check_resume(state: dict, finetune: FineTuneConfig, options: dict,
+                 model_config: dict) -> None:
+    """Refuse to continue a saved trial with settings that change what its losses mean (the
+    lambda, crops, learning rates, freezing, data, start model): metrics.jsonl would mix two
+    runs. A changed epoch budget is allowed and logged.
+
+    Raises:
+        ResumeMismatchError: naming every changed setting, its new and its saved value.
+    """
+    trainer = state["trainer"]
+    saved = _flat(trainer.get("finetune_config") or {})
+    now = _flat(finetune.to_dict())
+    saved_options = state.get("options")
+    if saved_options is not None:
+        saved.update({k: saved_options.get(k) for k in RESUME_OPTIONS})
+        now.update({k: options.get(k) for k in RESUME_OPTIONS})
+    else:
+        log.warning("this trial state predates the saving of its data folders and start "
+                    "checkpoint: only the fine-tuning settings are compared on resume")
+    saved["architecture"], now["architecture"] = trainer.get("config"), model_config
+    changed = [k for k in now if k != "epochs" and k in saved and saved[k] != now[k]]
+    if changed:
+        listed = ", ".join(f"{FLAGS.get(k, k)} {now[k]} (it ran with {saved[k]})"
+                           if k != "architecture" else
+                           f"{FLAGS[k]}: another architecture (it ran with "
+                           f"{(saved[k] or {}).get('name')})" for k in changed)
+        raise ResumeMismatchError(
+            f"cannot resume with other settings: {listed}; resume continues the same "
+            "fine-tune (only --epochs may change): rerun with its settings, or start a new "
+            "fine-tune from its weights (--checkpoint OUT with another --out)")
+    done = int(trainer.get("epoch", 0))
+    if saved.get("epochs") not in (None, finetune.epochs):
+        if finetune.epochs <= done:
+            raise ResumeMismatchError(
+                f"--epochs {finetune.epochs}: this fine-tune already ran {done} epochs; "
+                "pass a larger --epochs to continue it")
+        log.warning("epoch budget changed from %s to %d on resume: the learning-rate schedule "
+                    "continues on the %d-epoch budget from epoch %d", saved["epochs"],
+                    finetune.epochs, finetune.epochs, done)
 
 
 class Session(Protocol):
@@ -67,12 +136,18 @@ def start_model(config: dict) -> hpcm.HPCM:
 
 
 def _datasets(config: dict, finetune: FineTuneConfig):
-    if config.get("train_dir"):
-        train = ImageFolderDataset(config["train_dir"], mode="train", crop_size=finetune.crop_size,
-                                   crops_per_image=finetune.crops_per_image, seed=finetune.seed)
-        val = ImageFolderDataset(config.get("val_dir") or config["train_dir"], mode="val")
-        return train, val
-    return default_datasets(finetune.crop_size, finetune.crops_per_image, finetune.seed)
+    """Training crops from ``train_dir`` and validation images from ``val_dir``; each one
+    that is not given is the bundled photos of its split (logged)."""
+    for key, split in (("train_dir", "train"), ("val_dir", "val")):
+        if not config.get(key):
+            log.info("no --%s: %s on the bundled %s photos", key.replace("_", "-"),
+                     "training" if split == "train" else "validating", split)
+    train = ImageFolderDataset(config.get("train_dir") or bundled_photos("train"), mode="train",
+                               crop_size=finetune.crop_size,
+                               crops_per_image=finetune.crops_per_image, seed=finetune.seed)
+    val = ImageFolderDataset(config.get("val_dir") or bundled_photos("val"), mode="val",
+                             seed=finetune.seed, max_side=config.get("max_side"))
+    return train, val
 
 
 def run_trial(config: dict, session: Session, gpu_ids: list | None = None,
@@ -92,6 +167,14 @@ def run_trial(config: dict, session: Session, gpu_ids: list | None = None,
 
     state = session.restore()
     if state is not None:
+        check_resume(state, finetune, options, dataclasses.asdict(tuner.model.config))
+        saved_stopper = state["patience"].get("config", {})
+        if {"warmup_epochs": 0, "relative": False, **saved_stopper} != patience.config():
+            # The stopper replays its decisions only with the settings it was saved with
+            # (they follow the epoch budget by default, which may have grown).
+            log.warning("the per-scale stopper continues with the settings it was saved "
+                        "with, %s (this run's would be %s)", saved_stopper, patience.config())
+            patience = AdaptivePatience(**saved_stopper)
         tuner.load_state_dict(state["trainer"])
         patience.load_state_dict(state["patience"])
         best = state["best"]
@@ -101,10 +184,15 @@ def run_trial(config: dict, session: Session, gpu_ids: list | None = None,
     every = int(options.get("checkpoint_every", 1))
     keep_scale_best = bool(options.get("keep_scale_best", False))
     metrics: dict[str, Any] = {}
+    first_epoch = tuner.epoch
     while tuner.epoch < finetune.epochs:
         epoch = tuner.epoch
         metrics = tuner.train_epoch()
         metrics.update(tuner.validate())
+        if epoch == first_epoch and metrics.get("ms_ssim_images", len(val_set)) < len(val_set):
+            log.info("ms_ssim is the mean over the %d of %d validation images above 160 pixels "
+                     "a side (MS-SSIM is undefined for smaller ones; count in ms_ssim_images)",
+                     metrics["ms_ssim_images"], len(val_set))
         decisions = patience.step(epoch, {s: metrics[s] for s in SCALES})
         new_best = metrics["loss"] < best["loss"]
         if new_best:
@@ -127,7 +215,7 @@ def run_trial(config: dict, session: Session, gpu_ids: list | None = None,
         state = None
         if save:
             state = {"trainer": tuner.state_dict(), "patience": patience.state_dict(),
-                     "best": best}
+                     "best": best, "options": {k: options.get(k) for k in RESUME_OPTIONS}}
             if keep_scale_best:
                 state["scale_best_weights"] = scale_best_weights
         session.report(metrics, state)

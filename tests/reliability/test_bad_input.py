@@ -13,8 +13,12 @@ dataset's missing / empty / unreadable folders, too-small images).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,13 +78,34 @@ def test_official_checkpoint_of_the_wrong_variant_names_the_right_one(tmp_path, 
     assert not (tmp_path / "results").exists()
 
 
-def test_project_checkpoint_given_as_official_lists_the_mismatched_keys(
+def test_project_model_file_given_as_official_says_to_drop_official(
         tmp_path, capsys, pretrained_tiny_path):
     line = cli_error(capsys, ["run", "--model", "base", "--official", "--checkpoint",
-                              str(pretrained_tiny_path)])
+                              str(pretrained_tiny_path), "--lmbda", "0.0067"])
+    assert "is a hpcm-tune model file" in line and "drop --official" in line
+
+
+def test_a_model_without_format_of_another_layout_lists_the_mismatched_keys(tmp_path, capsys):
+    """Keys that fit neither layout are still listed for an official file."""
+    other = hpcm.create_model("tiny").state_dict()
+    path = tmp_path / "odd.pth"
+    torch.save({"state_dict": other}, path)
+    line = cli_error(capsys, ["run", "--model", "base", "--official", "--checkpoint", str(path),
+                              "--lmbda", "0.0067"])
     assert "official HPCM-base" in line
     assert "wrong shapes" in line or "missing keys" in line
     assert "g_a." in line or "context_net" in line  # the keys themselves are listed
+
+
+def test_a_file_that_is_no_checkpoint_says_what_it_is_and_no_unsafe_advice(
+        tmp_path, capsys, photo_dirs):
+    photo = next((photo_dirs / "val").iterdir())
+    for argv in (["run", "--checkpoint", str(photo)],
+                 ["run", "--model", "base", "--official", "--checkpoint", str(photo)]):
+        line = cli_error(capsys, argv + ["--lmbda", "0.0067"])
+        assert str(photo) in line and "is not a checkpoint: it is a PNG image" in line
+        assert "accepted:" in line and "official LIC-HPCM" in line
+        assert "weights_only" not in line and "Python objects" not in line
 
 
 def test_checkpoint_whose_weights_are_of_another_architecture_lists_the_keys(tmp_path, capsys):
@@ -163,6 +188,13 @@ def test_unreadable_and_small_images_among_good_ones_are_skipped_and_counted(
     (["finetune", "--lmbda", "-0.01"], "--lmbda must be positive"),
     (["finetune", "--lmbda", "0"], "--lmbda must be positive"),
     (["run", "--lmbda", "nan"], "--lmbda must be positive"),
+    (["run", "--lmbda", "inf"], "--lmbda must be positive and finite, got inf"),
+    (["finetune", "--lmbda", "inf"], "--lmbda must be positive and finite, got inf"),
+    (["run", "--cpus-per-trial", "inf"], "--cpus-per-trial must be positive and finite"),
+    (["finetune", "--base-lr", "inf"], "--base-lr must be a finite number, got inf"),
+    (["finetune", "--min-delta", "nan"], "--min-delta must be a finite number, got nan"),
+    (["run", "--budget-device-hours", "inf"], "--budget-device-hours must be a finite number"),
+    (["finetune", "--max-side", "0"], "--max-side must be at least 16 pixels"),
     (["finetune", "--epochs", "0"], "--epochs must be positive"),
     (["run", "--num-samples", "-2"], "--num-samples must be positive"),
     (["run", "--batch-size", "0"], "--batch-size must be positive"),
@@ -270,6 +302,8 @@ def test_code_carrying_start_checkpoint_is_refused_through_the_cli(tmp_path, cap
                  ["inspect-model", "--checkpoint", str(evil)]):
         line = cli_error(capsys, argv)
         assert "refusing to unpickle" in line and str(evil) in line
+        assert "posix.system" in line  # what it would have run
+        assert "weights_only" not in line  # never the advice to load it unsafely
     assert not marker.exists()
 
 
@@ -308,3 +342,158 @@ def test_no_service_binds_beyond_localhost():
     import inspect
 
     assert 'dashboard_host="127.0.0.1"' in inspect.getsource(tune_main._init_ray)
+
+
+# -- refused before Ray starts ----------------------------------------------------------
+def _cli_without_ray(argv: list[str], cwd: Path) -> tuple[int, str, bool]:
+    """Run the CLI in a fresh process; returns (exit status, last stderr line, whether Ray
+    was imported). A refusal that comes before Ray starts never imports it."""
+    code = ("import sys, tune_main\n"
+            f"rc = tune_main.main({argv!r})\n"
+            "print('ray imported' if 'ray' in sys.modules else 'no ray')\n"
+            "sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True,
+                          text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return proc.returncode, lines[-1] if lines else "", "no ray" in proc.stdout
+
+
+def _too_many_gpus() -> str:
+    return str(torch.cuda.device_count() + 1)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--epochs", "1"], "--epochs 1: the search space needs at least 3 epochs"),
+    (["--gpus-per-trial", "GPUS"], "but this machine has"),
+    (["--cpus-per-trial", str((os.cpu_count() or 1) + 1)], "--cpus-per-trial"),
+])
+def test_run_refuses_what_the_local_machine_cannot_do_before_ray_starts(
+        extra, message, tmp_path, photo_dirs, pretrained_tiny_path):
+    extra = [_too_many_gpus() if e == "GPUS" else e for e in extra]
+    rc, line, no_ray = _cli_without_ray(
+        ["run", "--checkpoint", str(pretrained_tiny_path), "--lmbda", "0.0483",
+         *_data(photo_dirs), *extra], tmp_path)
+    assert rc == 2 and line.startswith("error: ") and message in line, line
+    if "--gpus-per-trial" in extra:
+        assert f"--gpus-per-trial {extra[-1]}" in line and "--address" in line
+    assert no_ray, "Ray was started before the refusal"
+    assert not (tmp_path / "results").exists()
+
+
+def test_resume_of_a_missing_path_says_so_before_ray_starts(tmp_path):
+    missing = tmp_path / "results" / "sweep-that-never-was"
+    rc, line, no_ray = _cli_without_ray(["resume", str(missing)], tmp_path)
+    assert rc == 2 and line.startswith("error: ")
+    assert str(missing) in line and "does not exist" in line
+    assert no_ray
+
+
+@pytest.mark.parametrize("extra", [["--epochs", "1"], ["--gpus-per-trial", "GPUS"]])
+def test_overwrite_keeps_the_old_experiment_when_a_sweep_check_refuses(
+        extra, tmp_path, photo_dirs, pretrained_tiny_path):
+    experiment = _existing_experiment(tmp_path)
+    before = tree(experiment)
+    extra = [_too_many_gpus() if e == "GPUS" else e for e in extra]
+    rc, line, no_ray = _cli_without_ray(
+        ["run", "--name", "mine", "--overwrite", "--storage-path", str(tmp_path / "results"),
+         "--checkpoint", str(pretrained_tiny_path), "--lmbda", "0.0483", *_data(photo_dirs),
+         *extra], tmp_path)
+    assert rc == 2 and extra[0] in line, line
+    assert no_ray
+    assert tree(experiment) == before
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["mine"]
+
+
+def test_overwrite_refuses_a_start_checkpoint_inside_the_experiment_it_replaces(
+        tmp_path, capsys, photo_dirs, pretrained_tiny_path):
+    experiment = _existing_experiment(tmp_path)
+    inside = experiment / "trial_0" / "checkpoint_000000"
+    inside.mkdir()
+    shutil.copy(pretrained_tiny_path, inside / "model.pt")
+    before = tree(experiment)
+    line = cli_error(capsys, ["run", "--name", "mine", "--overwrite", "--storage-path",
+                              str(tmp_path / "results"), "--checkpoint",
+                              str(inside / "model.pt"), "--lmbda", "0.0483",
+                              *_data(photo_dirs)])
+    assert "lies inside the experiment" in line
+    assert tree(experiment) == before
+
+
+# -- finetune --resume with other settings -----------------------------------------------
+@pytest.fixture(scope="module")
+def finished_finetune(tmp_path_factory, photo_dirs, pretrained_tiny_path) -> Path:
+    """A one-epoch fine-tune (its folder: latest/, best.pt, metrics.jsonl)."""
+    out = tmp_path_factory.mktemp("finished") / "ft"
+    assert tune_main.main(_finetune_at(out, photo_dirs, pretrained_tiny_path)) == 0
+    return out
+
+
+def _finetune_at(out: Path, photo_dirs: Path, checkpoint, *extra: str) -> list[str]:
+    """A one-epoch fine-tune at the lambda of the pre-trained tiny."""
+    return _finetune(out, photo_dirs, checkpoint, "--lmbda", "0.0483", *extra)
+
+
+def _copy(out: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "ft"
+    shutil.copytree(out, copy)
+    return copy
+
+
+@pytest.mark.parametrize("change, flag", [
+    (["--lmbda", "0.01"], "--lmbda 0.01 (it ran with 0.0483)"),
+    (["--crop-size", "96"], "--crop-size 96 (it ran with 128)"),
+    (["--context-lr-ratio", "0.5"], "--context-lr-ratio 0.5 (it ran with 0.1)"),
+    (["--freeze-strategy", "none"], "--freeze-strategy none (it ran with entropy)"),
+    (["--val-dir", "TRAIN"], "--val-dir"),
+    (["--checkpoint", "COPY"], "--checkpoint"),
+    (["--max-side", "256"], "--max-side 256 (it ran with None)"),
+])
+def test_finetune_resume_refuses_settings_that_change_what_the_losses_mean(
+        change, flag, finished_finetune, tmp_path, capsys, photo_dirs, pretrained_tiny_path):
+    out = _copy(finished_finetune, tmp_path)
+    before = tree(out)
+    argv = _finetune_at(out, photo_dirs, pretrained_tiny_path, "--resume", "--epochs", "2")
+    if change[1] == "TRAIN":
+        change = [change[0], str(photo_dirs / "train")]
+    if change[1] == "COPY":
+        change = [change[0], str(shutil.copy(pretrained_tiny_path, tmp_path / "other.pt"))]
+    if change[0] in argv:
+        argv[argv.index(change[0]) + 1] = change[1]
+    else:
+        argv += change
+    line = cli_error(capsys, argv)
+    assert "cannot resume with other settings" in line and flag in line
+    assert "only --epochs may change" in line
+    assert tree(out) == before  # metrics.jsonl and the states untouched
+
+
+def test_finetune_resume_with_a_longer_budget_continues_and_says_so(
+        finished_finetune, tmp_path, photo_dirs, pretrained_tiny_path, caplog):
+    out = _copy(finished_finetune, tmp_path)
+    argv = _finetune_at(out, photo_dirs, pretrained_tiny_path, "--resume")
+    argv[argv.index("--epochs") + 1] = "2"
+    with caplog.at_level(logging.WARNING):
+        assert tune_main.main(argv) == 0
+    assert any("epoch budget changed from 1 to 2" in r.getMessage() for r in caplog.records)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]
+
+
+def test_finetune_resume_of_a_finished_budget_is_one_line(finished_finetune, tmp_path, capsys,
+                                                          photo_dirs, pretrained_tiny_path):
+    out = _copy(finished_finetune, tmp_path)
+    before = tree(out)
+    line = cli_error(capsys, _finetune_at(out, photo_dirs, pretrained_tiny_path, "--resume"))
+    assert "already ran its 1 epochs" in line and "--epochs" in line
+    assert tree(out) == before
+
+
+def test_training_checkpoint_given_as_official_says_to_drop_official(finished_finetune,
+                                                                     capsys):
+    for path in (finished_finetune / "best.pt", finished_finetune / "latest"):
+        line = cli_error(capsys, ["run", "--model", "base", "--official", "--checkpoint",
+                                  str(path), "--lmbda", "0.0067"])
+        assert "is a hpcm-tune training checkpoint" in line and "drop --official" in line
+        assert "not tensors" not in line

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import signal
@@ -122,9 +123,46 @@ def test_resume_refuses_what_this_project_did_not_make(kind, cluster, tmp_path, 
     before = tree(path)
     line = cli_error(capsys, ["resume", str(path), "--address", cluster.address])
     assert str(path) in line
-    assert ("no Tune experiment state" if kind == "marker-only"
-            else "not a hpcm-tune experiment") in line
+    assert {"missing": "does not exist", "marker-only": "no Tune experiment state"}.get(
+        kind, "not a hpcm-tune experiment") in line
     assert tree(path) == before
+
+
+# -- --overwrite: the old experiment goes only once the new sweep has started ------------
+def _old_experiment(storage: Path, name: str) -> Path:
+    experiment = storage / name
+    (experiment / "trial_old").mkdir(parents=True)
+    (experiment / "hpcm_tune_experiment.json").write_text(json.dumps({"name": name}))
+    (experiment / "trial_old" / "result.json").write_text('{"loss": 1.0}\n')
+    return experiment
+
+
+def test_overwrite_puts_the_old_experiment_back_when_a_check_on_the_cluster_refuses(
+        cluster, photo_dirs, tmp_path, capsys, pretrained_tiny_path):
+    experiment = _old_experiment(tmp_path / "results", "mine")
+    before = tree(experiment)
+    # Only the cluster knows that no node has 2 GPUs: this check runs once Ray is up.
+    line = cli_error(capsys, _run_args(cluster, photo_dirs, pretrained_tiny_path,
+                                       tmp_path / "results", "mine", "--lmbda", "0.0483",
+                                       "--overwrite", "--gpus-per-trial", "2"))
+    assert "largest node has 2 CPUs and 1 GPUs" in line
+    assert tree(experiment) == before
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["mine"]  # nothing left aside
+
+
+def test_overwrite_replaces_the_old_experiment_once_the_new_sweep_runs(
+        cluster, photo_dirs, tmp_path, capsys, caplog, pretrained_tiny_path):
+    experiment = _old_experiment(tmp_path / "results", "mine")
+    with caplog.at_level(logging.INFO):
+        assert tune_main.main(_run_args(cluster, photo_dirs, pretrained_tiny_path,
+                                        tmp_path / "results", "mine", "--lmbda", "0.0483",
+                                        "--overwrite")) == 0
+    assert not (experiment / "trial_old").exists()
+    assert json.loads((experiment / "hpcm_tune_experiment.json").read_text())["epochs"] == 3
+    assert len(list(experiment.glob("trial_*/result.json"))) == 1
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["mine"]
+    assert any("the new sweep has started: removed the previous experiment" in r.getMessage()
+               for r in caplog.records)
 
 
 # -- a trial that diverges --------------------------------------------------------------

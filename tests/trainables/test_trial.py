@@ -1,0 +1,55 @@
+"""The data a trial trains and validates on: each folder option works on its own."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from trainables.data import bundled_photos
+from trainables.finetune import FineTuneConfig
+from trainables.trial import _datasets
+
+
+def _config(**folders) -> tuple[dict, FineTuneConfig]:
+    finetune = FineTuneConfig(crop_size=128, crops_per_image=1)
+    return {"train_dir": None, "val_dir": None, **folders}, finetune
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_val_dir_alone_validates_on_it_and_trains_on_the_bundled_photos(photo_dirs, caplog):
+    with caplog.at_level(logging.INFO, logger="trainables.trial"):
+        train, val = _datasets(*_config(val_dir=str(photo_dirs / "val")))
+    assert sorted(p.name for p in val.paths) == _files(photo_dirs / "val")
+    assert list(train.paths) == bundled_photos("train")
+    assert any("no --train-dir: training on the bundled train photos" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_train_dir_alone_trains_on_it_and_validates_on_the_bundled_photos(photo_dirs, caplog):
+    with caplog.at_level(logging.INFO, logger="trainables.trial"):
+        train, val = _datasets(*_config(train_dir=str(photo_dirs / "train")))
+    assert sorted(p.name for p in train.paths) == _files(photo_dirs / "train")
+    assert list(val.paths) == bundled_photos("val")
+    assert any("no --val-dir: validating on the bundled val photos" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_both_folders_and_max_side(photo_dirs):
+    config, finetune = _config(train_dir=str(photo_dirs / "train"),
+                               val_dir=str(photo_dirs / "val"), max_side=200)
+    train, val = _datasets(config, finetune)
+    assert sorted(p.name for p in train.paths) == _files(photo_dirs / "train")
+    assert sorted(p.name for p in val.paths) == _files(photo_dirs / "val")
+    assert max(val[0].shape[-2:]) == 200  # chelsea, 451 x 300, downsized
+
+
+@pytest.mark.parametrize("folders", [{}, {"train_dir": None, "val_dir": None}])
+def test_no_folder_is_the_bundled_photos(folders):
+    train, val = _datasets(*_config(**folders))
+    assert list(train.paths) == bundled_photos("train")
+    assert list(val.paths) == bundled_photos("val")
