@@ -177,7 +177,8 @@ class ConsoleReporter(Callback):
     def _header(self) -> None:
         nth = {1: "every epoch", 2: "every 2nd epoch", 3: "every 3rd epoch"}.get(
             self.every, f"every {self.every}th epoch")
-        trials = f"{self.trials} trials" if self.trials else "trials"
+        trials = (f"{self.trials} trial{'s' if self.trials != 1 else ''}" if self.trials
+                  else "trials")
         self._print(f"{trials} of up to {self.epochs} epochs; a line per trial at its start, "
                     f"{nth} and its end (--verbose: Ray Tune's own output)")
 
