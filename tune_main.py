@@ -25,13 +25,6 @@ from pathlib import Path
 from analysis import cli as analysis_cli  # argparse only; heavy imports stay in the commands
 
 COMMANDS = ("run", "resume", "finetune", "inspect-model", "evaluate", "analyze")
-# Per-scale stopper settings for budgets under 100 epochs (the report's defaults assume
-# hundreds of epochs and losses of order 1; short demo runs need a shorter memory). The
-# first two epochs (LR warm-up, then the first at full LR) are not judged: the validation
-# loss often rises there before it falls, and a patience of 2-3 would end the trial.
-SHORT_BUDGET_STOPPER = dict(patience=3, min_patience=2, max_patience=6, window=3,
-                            rate_window=2, patience_up=1, patience_down=1,
-                            fast_rate=0.05, slow_rate=0.005, min_delta=1e-3, warmup_epochs=2)
 log = logging.getLogger("hpcm-tune")
 
 
@@ -60,18 +53,28 @@ def _max_side_arg(p: argparse.ArgumentParser) -> None:
 
 def _training_args(p: argparse.ArgumentParser, epochs: int) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--lmbda", type=float, default=0.0483,
-                   help="rate-distortion lambda (default: the pre-trained tiny's)")
+    g.add_argument("--lmbda", type=float,
+                   help="rate-distortion lambda to fine-tune at (required with --checkpoint; "
+                   "the demo task's default: 0.0009)")
+    g.add_argument("--base-lr", type=float,
+                   help="learning rate of g_a/g_s; the other groups scale it (default 1e-4; "
+                   "the demo task's: 5e-4)")
     g.add_argument("--epochs", type=int, default=epochs, help="epoch budget per trial")
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--crop-size", type=int, default=128)
-    g.add_argument("--crops-per-image", type=int, default=2)
+    g.add_argument("--crops-per-image", type=int,
+                   help="random training crops per image and epoch (default 2; the demo "
+                   "task's: 6)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--checkpoint-every", type=int, default=1,
                    help="epochs between checkpoints (a new best is always saved)")
     g.add_argument("--keep-scale-best", action="store_true",
                    help="also keep the weights of each scale's best epoch")
-    s = p.add_argument_group("per-scale stopper (default: scaled to the epoch budget)")
+    s = p.add_argument_group("per-scale stopper (default: derived from the epoch budget)")
+    s.add_argument("--stopper", default="budget", choices=("budget", "report", "off"),
+                   help="budget: relative thresholds, patience a sixth of --epochs (default); "
+                   "report: the original report's absolute settings (patience 50, "
+                   "min_delta 1e-4); off: train every trial to its budget")
     s.add_argument("--patience", type=int)
     s.add_argument("--min-patience", type=int)
     s.add_argument("--max-patience", type=int)
@@ -94,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", default="optuna",
                    choices=("optuna", "seed-context-lr", "seed-freeze", "seed-ablation"))
     g.add_argument("--wide-space", action="store_true", help="also search base_lr, h_multiplier")
+    g.add_argument("--sampler", default="tpe", choices=("tpe", "random"),
+                   help="Optuna sampler (tpe: random start-up of a quarter of the trials, then "
+                   "multivariate TPE with constant liar)")
+    g.add_argument("--scheduler", default="asha", choices=("asha", "fifo"),
+                   help="asha: cull trials behind their peers at rungs of 1/9, 1/3 of --epochs "
+                   "(the per-scale stopper ends the leaders); fifo: no culling")
     g.add_argument("--num-samples", type=int, default=8, help="number of trials")
     g.add_argument("--optuna-storage", help="persist the study, e.g. sqlite:///study.db")
     g.add_argument("--config", help="no search: fine-tune this JSON config of the searched "
@@ -137,7 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
     _max_side_arg(ft)
     _training_args(ft, epochs=12)
     g = ft.add_argument_group("layer-wise learning rates")
-    g.add_argument("--base-lr", type=float, default=1e-4)
     g.add_argument("--context-lr-ratio", type=float, default=0.1)
     g.add_argument("--freeze-strategy", default="entropy",
                    choices=("none", "entropy", "progressive"))
@@ -159,18 +167,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- shared helpers --------------------------------------------------------------------
-def _stopper_settings(args: argparse.Namespace) -> dict:
-    """AdaptivePatience arguments: the report's defaults for long budgets, scaled for short."""
-    if args.epochs >= 100:
-        settings: dict = {}
-    else:
-        settings = dict(SHORT_BUDGET_STOPPER)
-        log.info("epoch budget %d < 100: per-scale patience scaled down to %s (set "
-                 "--patience/--min-patience/--max-patience/--stopper-warmup-epochs to "
-                 "override)", args.epochs, settings)
-    for key in ("patience", "min_patience", "max_patience", "min_delta", "warmup_epochs"):
-        if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
+def _stopper_settings(args: argparse.Namespace) -> dict | None:
+    """AdaptivePatience arguments of --stopper, with the flags that override them."""
+    from stoppers import budget_settings
+
+    overrides = {key: getattr(args, key) for key in
+                 ("patience", "min_patience", "max_patience", "min_delta", "warmup_epochs")
+                 if getattr(args, key) is not None}
+    if args.stopper == "off":
+        if overrides:
+            raise UsageError(f"--stopper off takes no stopper settings, got "
+                             f"{', '.join('--' + k.replace('_', '-') for k in overrides)}")
+        return None
+    settings = budget_settings(args.epochs) if args.stopper == "budget" else {}
+    settings.update(overrides)
+    if args.stopper == "budget":
+        log.info("per-scale stopper for a %d-epoch budget: %s", args.epochs, settings)
     if settings.get("warmup_epochs", 0) >= args.epochs:
         log.warning("the per-scale stopper judges no epoch: its warm-up (%d epochs) covers the "
                     "whole budget of %d; lower --stopper-warmup-epochs",
@@ -225,6 +237,9 @@ def _trial_base(args: argparse.Namespace) -> dict:
 
             check_image_folder(folder, args.crop_size if name == "train_dir" else None)
     checkpoint, kind, preset = _start_checkpoint(args)
+    if args.lmbda is None:  # asked only now: a bad checkpoint is the first thing to report
+        raise UsageError("--lmbda is required with --checkpoint: the rate-distortion lambda "
+                         "to fine-tune at (e.g. 0.0067 for HPCM_Base_0.0067)")
     _warn_large_validation_images(args, preset)
     return {
         "model": args.model, "checkpoint": checkpoint, "checkpoint_kind": kind,
@@ -233,6 +248,7 @@ def _trial_base(args: argparse.Namespace) -> dict:
         "max_side": args.max_side,
         "lmbda": args.lmbda, "batch_size": args.batch_size, "crop_size": args.crop_size,
         "crops_per_image": args.crops_per_image,
+        **({} if args.base_lr is None else {"base_lr": args.base_lr}),
         "checkpoint_every": args.checkpoint_every, "keep_scale_best": args.keep_scale_best,
         "stopper": _stopper_settings(args),
     }
@@ -283,8 +299,27 @@ def _fixed_config(args: argparse.Namespace) -> tuple[dict | None, list[float] | 
     return config, lambdas
 
 
+def _resolve_task(args: argparse.Namespace) -> None:
+    """Fill the task settings left unset: the demo task's for the pre-trained tiny, the
+    library's defaults otherwise (where there is a safe one); log what was chosen."""
+    if args.checkpoint is None and args.model == "tiny":
+        from trainables.demo import DEMO_TASK, PRETRAINED_LMBDA
+
+        chosen = {k: v for k, v in DEMO_TASK.items() if getattr(args, k) is None}
+        for key, value in chosen.items():
+            setattr(args, key, value)
+        log.info("demo task: derive a lower-rate tiny model, fine-tuning the pre-trained one "
+                 "(lambda %g) at lambda %g; demo settings used: %s", PRETRAINED_LMBDA,
+                 args.lmbda, chosen or "none (all given)")
+        return
+    if args.crops_per_image is None:
+        args.crops_per_image = 2
+    if args.base_lr is None and not getattr(args, "wide_space", False):
+        args.base_lr = 1e-4
+
+
 def _check_numbers(args: argparse.Namespace) -> None:
-    checks = {"--lmbda": args.lmbda > 0, "--epochs": args.epochs > 0,
+    checks = {"--lmbda": args.lmbda is None or args.lmbda > 0, "--epochs": args.epochs > 0,
               "--batch-size": args.batch_size > 0, "--crop-size": args.crop_size > 0,
               "--crops-per-image": args.crops_per_image > 0,
               "--checkpoint-every": args.checkpoint_every > 0}
@@ -338,6 +373,11 @@ def _check_storage(storage: str, optuna_storage: str | None,
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.wide_space and args.base_lr is not None:
+        raise UsageError("--wide-space searches base_lr: drop --base-lr (or --wide-space)")
+    _resolve_task(args)
+    if args.wide_space:
+        args.base_lr = None
     _check_numbers(args)
     address = _ray_address(args)
     if address is None:
@@ -370,6 +410,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
         optuna_storage=args.optuna_storage, budget_epochs=args.budget_epochs,
         budget_device_hours=args.budget_device_hours,
+        sampler=args.sampler, scheduler=args.scheduler,
         fixed_config=fixed_config, lambdas=lambdas,
     )
     callbacks = tracking_callbacks(args.wandb_project, args.mlflow_uri, name)
@@ -465,6 +506,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from trainables.sessions import LocalSession
     from trainables.trial import run_trial
 
+    _resolve_task(args)
     _check_numbers(args)
     out = Path(args.out)
     if args.resume and not (out / "latest").is_dir():
@@ -592,7 +634,8 @@ def _worker_log_dir() -> str | None:
 def _print_summary(summary: dict, wall_s: float) -> None:
     print("\n=== sweep finished in %.0f s ===" % wall_s)
     print(f"trials: {summary['trials']} ({summary['errors']} errored, "
-          f"{summary['stopped_early']} stopped early by the per-scale stopper)")
+          f"{summary['stopped_early']} stopped early by the per-scale stopper, "
+          f"{summary['culled']} culled by the scheduler)")
     print(f"epochs used: {summary['epochs_used']} of {summary['epochs_budget']} "
           f"(compute saved: {summary['compute_saved']:.0%})")
     if "best_config" in summary:

@@ -39,7 +39,8 @@ def test_inspect_model_lists_groups_summing_to_the_model(capsys):
 
 
 def _finetune_args(out: Path, photos: Path, checkpoint: Path, epochs: int) -> list[str]:
-    return ["finetune", "--checkpoint", str(checkpoint), "--train-dir", str(photos / "train"),
+    return ["finetune", "--checkpoint", str(checkpoint), "--lmbda", "0.0483",
+            "--train-dir", str(photos / "train"),
             "--val-dir", str(photos / "val"), "--epochs", str(epochs), "--batch-size", "4",
             "--crops-per-image", "2", "--out", str(out)]
 
@@ -79,6 +80,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(args, message, capsys, tmp_path,
     monkeypatch.chdir(tmp_path)
     if args[0] == "finetune" or "--model" not in args:
         args = args + ["--checkpoint", str(pretrained_tiny_path)]
+        args += [] if "--lmbda" in args else ["--lmbda", "0.0483"]
     assert tune_main.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1]
@@ -128,8 +130,8 @@ def test_keep_scale_best_writes_loadable_per_scale_weights(tmp_path, photo_dirs,
         assert best_epoch == replay.best_epoch[scale] == rows[best_epoch]["epoch"]
         # Validating the kept weights reproduces that scale's loss at its best epoch.
         val = ImageFolderDataset(photo_dirs / "val", mode="val")
-        metrics = FineTuner(model, FineTuneConfig(lmbda=float(tune_main.build_parser().parse_args(
-            ["finetune"]).lmbda)), val, val, torch.device("cpu")).validate()
+        metrics = FineTuner(model, FineTuneConfig(lmbda=0.0483), val, val,
+                            torch.device("cpu")).validate()  # the lambda _finetune_args gives
         assert metrics[scale] == pytest.approx(rows[best_epoch][scale], rel=1e-6)
 
 

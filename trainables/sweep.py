@@ -314,6 +314,9 @@ def summarize(results, options: SweepOptions) -> dict[str, Any]:
         "stopped_early": int(((df.get("patience/all_stopped") == True)  # noqa: E712
                               & (df["training_iteration"] < options.epochs)).sum())
         if "patience/all_stopped" in df else 0,
+        "culled": sum(1 for r in results if r.error is None and r.metrics
+                      and not r.metrics.get("patience/all_stopped")
+                      and r.metrics["epoch"] + 1 < options.epochs),
         "path": options.path,
     }
     if summary["trials"] > summary["errors"]:

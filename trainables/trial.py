@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import torch
 
 import hpcm
-from stoppers import AdaptivePatience, report_fields
+from stoppers import AdaptivePatience, budget_settings, report_fields
 from trainables.data import ImageFolderDataset, bundled_photos
 from trainables.finetune import FineTuneConfig, FineTuner, select_device
 from trainables.layer_lr import LayerLRConfig
@@ -150,6 +150,15 @@ def _datasets(config: dict, finetune: FineTuneConfig):
     return train, val
 
 
+def stopper_settings(options: dict, epochs: int) -> dict[str, Any]:
+    """The per-scale stopper of a trial: ``options["stopper"]`` (settings), derived from the
+    epoch budget when absent; ``None`` turns stopping off (a patience beyond the budget)."""
+    settings = options.get("stopper", budget_settings(epochs))
+    if settings is None:
+        return {"patience": epochs + 1, "min_patience": epochs + 1, "max_patience": epochs + 1}
+    return settings
+
+
 def run_trial(config: dict, session: Session, gpu_ids: list | None = None,
               tags: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune until every scale has stopped or the epoch budget is spent.
@@ -161,7 +170,7 @@ def run_trial(config: dict, session: Session, gpu_ids: list | None = None,
     device = select_device(gpu_ids)
     train_set, val_set = _datasets(options, finetune)
     tuner = FineTuner(start_model(options), finetune, train_set, val_set, device)
-    patience = AdaptivePatience(scales=SCALES, **options.get("stopper", {}))
+    patience = AdaptivePatience(scales=SCALES, **stopper_settings(options, finetune.epochs))
     best = {"loss": math.inf, "epoch": -1}
     scale_best_weights: dict[str, dict] = {}
 
@@ -204,7 +213,8 @@ def run_trial(config: dict, session: Session, gpu_ids: list | None = None,
         metrics.update(tuner.learning_rates())
         metrics.update(report_fields(patience))
         metrics.update(
-            epoch=epoch, best_loss=best["loss"], best_epoch=best["epoch"],
+            epoch=epoch, trained_epochs=epoch + 1,  # the schedulers' time axis
+            best_loss=best["loss"], best_epoch=best["epoch"],
             trainable_params=tuner.layers.trainable_parameter_count(),
             device=str(device), devices=len(gpu_ids) if gpu_ids else 1,
             gpu_ids=",".join(str(g) for g in gpu_ids or []), pid=os.getpid(),

@@ -177,13 +177,13 @@ def diverged(cluster, photo_dirs, tmp_path_factory, pretrained_tiny_path):
     from stoppers import AllScalesStopper
     from trainables.sessions import hpcm_trainable
     from trainables.sweep import METRIC, MODE, SweepOptions, trial_dirname, write_marker
-    from tune_main import SHORT_BUDGET_STOPPER
+    from stoppers import budget_settings
 
     trial = {"model": "tiny", "checkpoint": str(pretrained_tiny_path),
              "checkpoint_kind": "project", "train_dir": str(photo_dirs / "train"),
              "val_dir": str(photo_dirs / "val"), "lmbda": 0.0483, "batch_size": 4,
              "crop_size": 128, "crops_per_image": 1, "checkpoint_every": 1,
-             "stopper": dict(SHORT_BUDGET_STOPPER, patience=1, min_patience=1)}
+             "stopper": dict(budget_settings(3), patience=1, min_patience=1)}
     options = SweepOptions(name="diverge", storage_path=str(tmp_path_factory.mktemp("nan")),
                            trial=trial, epochs=3, num_samples=1, max_failures=0)
     # The trainable and resources of trainables.sweep, so `resume` restores it as its own.
