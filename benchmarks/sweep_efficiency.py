@@ -140,6 +140,9 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--checkpoint", help="starting model (default: the pre-trained tiny)")
     parser.add_argument("--json", help="also write the raw figures to this file")
+    parser.add_argument("--plot", help="draw the demo task's knob sensitivity (grid) here")
+    parser.add_argument("--replot", metavar="JSON",
+                        help="no runs: report (and --plot) what a --json file holds")
     parser.add_argument("--quick", action="store_true", help="4 trials, 3 epochs, 1 seed, 1 crop")
     args = parser.parse_args()
     if args.quick:
@@ -148,14 +151,25 @@ def main() -> None:
     unknown = set(methods) - set(METHODS)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; choose among {', '.join(METHODS)}")
+    if args.replot:
+        saved = json.loads(Path(args.replot).read_text())
+        runs = {int(seed): by_method for seed, by_method in
+                saved.get("runs", saved.get("partial_runs", {})).items()}
+        wall = saved.get("wall_min", math.nan) * 60
+    else:
+        runs, wall = run_all(args, methods)
+    report(runs, args, wall)
+
+
+def run_all(args, methods: list[str]) -> tuple[dict[int, dict[str, dict]], float]:
+    """Every method at every seed, in that order; each sweep's figures saved as it ends."""
+    import ray
+
     if args.checkpoint is None:
         from trainables.pretrain import pretrained_tiny
 
         args.checkpoint = str(pretrained_tiny())
     checkpoint = str(Path(args.checkpoint).resolve())
-
-    import ray
-
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
              log_to_driver=False)
     runs: dict[int, dict[str, dict]] = {}
@@ -174,24 +188,28 @@ def main() -> None:
                           f"trial-epochs, best {best:.5f}", flush=True)
     finally:
         ray.shutdown()
-    wall = time.perf_counter() - start
+    return runs, time.perf_counter() - start
 
+
+def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
+    """The table, the goal, the task's knob sensitivity; JSON and plot if asked for."""
+    methods = [m for m in METHODS if all(m in by_method for by_method in runs.values())]
     scores: dict[str, list[dict]] = {m: [] for m in methods}
-    for seed, by_method in runs.items():
+    for by_method in runs.values():
         reference = min(t["best_loss"] for run in by_method.values() for t in run["trials"])
-        for method, run in by_method.items():
-            scores[method].append(score(run, reference))
+        for method in methods:
+            scores[method].append(score(by_method[method], reference))
     print(f"\ndemo task, {args.epochs} epochs per trial, {args.trials} trials per method "
-          f"(grid 6), {args.repeats} seed(s), {os.cpu_count()} CPUs, {wall / 60:.1f} min")
-    print(f"{'method':<18}{'epochs to 0.5 %':>24}{'total epochs':>20}{'of full budget':>18}"
-          f"{'final gap':>22}{'device-h to 0.5 %':>24}")
+          f"(grid 6), seeds {sorted(runs)}, {os.cpu_count()} CPUs, {wall / 60:.1f} min")
+    print(f"{'method':<18}{'epochs to 0.5 %':>24}{'total epochs':>20}{'of full budget':>16}"
+          f"{'final gap':>22}{'device-h to 0.5 %':>26}")
     for method, rows in scores.items():
         col = lambda key: [r[key] for r in rows]  # noqa: E731
         gaps = col("gap")
         print(f"{method:<18}{_mean_sd(col('epochs_to_target')):>24}{_mean_sd(col('epochs')):>20}"
-              f"{statistics.mean(col('compute_vs_full_budget')):>17.0%} "
+              f"{statistics.mean(col('compute_vs_full_budget')):>15.0%} "
               f"{statistics.mean(gaps):>+13.2%} ± {statistics.pstdev(gaps):.2%}"
-              f"{_mean_sd(col('device_hours_to_target')):>24}")
+              f"{_mean_sd(col('device_hours_to_target')):>26}")
     summary: dict = {"settings": vars(args), "scores": scores, "wall_min": wall / 60}
     if DEFAULT_METHOD in scores and "tpe+asha" in scores:
         ours, asha = scores[DEFAULT_METHOD], scores["tpe+asha"]
@@ -204,14 +222,45 @@ def main() -> None:
     if "grid" in methods:
         sens = sensitivity([by_method["grid"] for by_method in runs.values()])
         summary["sensitivity"] = sens
-        print(f"knob sensitivity (grid, {args.repeats} seeds): spread of the configs' mean best "
+        print(f"knob sensitivity (grid, {len(runs)} seeds): spread of the configs' mean best "
               f"losses {sens['spread']:.2%}, largest per-config seed sd {sens['largest_sd']:.5f}, "
               f"spread / sd {sens['spread_over_sd']:.1f}")
         for config, row in sorted(sens["configs"].items(), key=lambda kv: kv[1]["mean"]):
             print(f"  {row['mean']:.5f} ± {row['sd']:.5f}  {config}")
-    if args.json:
+        if args.plot:
+            plot_sensitivity(sens, Path(args.plot))
+    if args.json and not args.replot:
         summary["runs"] = runs
         Path(args.json).write_text(json.dumps(summary, indent=1, default=str))
+
+
+def plot_sensitivity(sens: dict, path: Path) -> None:
+    """Each grid config's best loss per seed (dots) and mean ± sd (bar)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(sens["configs"].items(), key=lambda kv: kv[1]["mean"])
+    def label(config: dict) -> str:
+        unfreeze = (f" at {config['unfreeze_h_epoch']}/{config['unfreeze_context_epoch']}"
+                    if config["freeze_strategy"] == "progressive" else "")
+        return f"ratio {config['context_lr_ratio']:g}, {config['freeze_strategy']}{unfreeze}"
+
+    labels = [label(json.loads(c)) for c, _ in rows]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    for i, (_, row) in enumerate(rows):
+        ax.errorbar(i, row["mean"], yerr=row["sd"], fmt="s", color="tab:blue", capsize=5)
+        ax.plot([i] * len(row["runs"]), row["runs"], ".", color="tab:gray")
+    ax.set_xticks(range(len(rows)), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("best validation loss")
+    ax.set_title(f"Demo task: the report's 6 configs over {len(rows[0][1]['runs'])} seeds "
+                 f"(spread {sens['spread']:.1%}, {sens['spread_over_sd']:.0f}x the largest sd)",
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":
