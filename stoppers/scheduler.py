@@ -31,8 +31,10 @@ TIME_ATTR = "trained_epochs"
 
 def asha_grace_period(epochs: int) -> int:
     """First rung: a ninth of the budget, so rungs fall at g, 3g (9g is the budget); at least
-    2 epochs, since the first ends in the learning-rate warm-up (1 for a 1-epoch budget)."""
-    return min(epochs, max(2, math.ceil(epochs / 9)))
+    3 epochs (or the budget): the first ends the learning-rate warm-up and the second, the
+    first at full rate, is often worse than it, so a best-so-far before the third ranks the
+    trials on the start model alone."""
+    return min(epochs, max(3, math.ceil(epochs / 9)))
 
 
 class ResumableASHA(AsyncHyperBandScheduler):

@@ -11,7 +11,7 @@ def test_fifo_is_tunes_default_and_unknown_names_are_refused():
         make_scheduler("pbt", 12)
 
 
-@pytest.mark.parametrize("epochs, milestones", [(12, [2, 6]), (300, [34, 102]), (3, [2]), (1, [1])])
+@pytest.mark.parametrize("epochs, milestones", [(12, [3, 9]), (300, [34, 102]), (3, [3]), (1, [1])])
 def test_asha_rungs_follow_the_epoch_budget(epochs, milestones):
     asha = make_scheduler("asha", epochs)
     assert isinstance(asha, ResumableASHA)
