@@ -6,7 +6,8 @@ run before TPE proposes its own:
 - ``optuna`` (default): the original report's recommended config (ratio 0.1, entropy frozen);
 - ``seed-context-lr``: context ratios 1.0, 0.5, 0.1, 0.01 (entropy frozen);
 - ``seed-freeze``: none, entropy, and progressive unfreezing at epochs 100/200 of the
-  report's 300-epoch schedule, scaled to this sweep's epoch budget (ratio 0.1);
+  report's 500-epoch progressive run (1/5 and 2/5 of the budget), scaled to this sweep's
+  epoch budget (ratio 0.1);
 - ``seed-ablation``: both of the above, i.e. the report's 7 ablation runs. Its ratio and
   freeze ablations share the (0.1, entropy) run, so this preset holds 6 distinct points.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-REPORT_EPOCHS = 300  # the report's schedule that its unfreeze epochs 100 / 200 refer to
+REPORT_EPOCHS = 500  # the report's progressive run, which its unfreeze epochs 100 / 200 refer to
 RECOMMENDED: dict[str, Any] = {"context_lr_ratio": 0.1, "freeze_strategy": "entropy"}
 PRESETS = ("optuna", "seed-context-lr", "seed-freeze", "seed-ablation")
 
