@@ -33,7 +33,8 @@ def threaded_trainable(config: dict) -> None:
 
     from trainables.sessions import hpcm_trainable
 
-    torch.set_num_threads(config["threads"])
+    config = dict(config)
+    torch.set_num_threads(config.pop("threads"))  # not a trial setting
     hpcm_trainable(config)
 
 
@@ -58,7 +59,8 @@ def direct_epochs(config: dict) -> list[float]:
             super().report(metrics, state)
             stamps.append(time.perf_counter())
 
-    torch.set_num_threads(config["threads"])
+    config = dict(config)
+    torch.set_num_threads(config.pop("threads"))  # not a trial setting
     stamps: list[float] = []
     with tempfile.TemporaryDirectory(prefix="hpcm-overhead-") as out:
         run_trial(config, Timed(Path(out), resume=False))

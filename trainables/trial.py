@@ -20,15 +20,13 @@ from typing import Any, Protocol
 import torch
 
 import hpcm
+from hpcm_tune.names import SCALES, STATE_FILE
 from stoppers import AdaptivePatience, budget_settings, report_fields
 from trainables.data import ImageFolderDataset, bundled_photos
 from trainables.finetune import FineTuneConfig, FineTuner, select_device
 from trainables.layer_lr import LayerLRConfig
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "trial_state.pt"
-SCALES = ("s1", "s2", "s3")
 
 
 class CheckpointWriteError(RuntimeError):
@@ -39,6 +37,9 @@ class ResumeMismatchError(ValueError):
     """A resumed fine-tune was given settings that differ from the ones it ran with."""
 
 
+# The keys of a trial config that are neither FineTuneConfig nor LayerLRConfig fields.
+TRIAL_OPTIONS = ("model", "checkpoint", "checkpoint_kind", "train_dir", "val_dir", "max_side",
+                 "checkpoint_every", "keep_scale_best", "stopper")
 # Trial options that define what a trial's losses mean, saved with its state (besides the
 # FineTuneConfig the trainer state holds) and compared on resume.
 RESUME_OPTIONS = ("checkpoint", "checkpoint_kind", "train_dir", "val_dir", "max_side")
@@ -119,8 +120,12 @@ def trial_config(config: dict) -> tuple[FineTuneConfig, dict]:
     ``config/<name>`` columns in Tune's results.
     """
     lr_keys = LayerLRConfig.__dataclass_fields__.keys()
-    layer_lr = LayerLRConfig(**{k: config[k] for k in lr_keys if k in config})
     ft_keys = set(FineTuneConfig.__dataclass_fields__) - {"layer_lr"}
+    unknown = set(config) - set(lr_keys) - ft_keys - set(TRIAL_OPTIONS)
+    if unknown:  # a misspelt knob would otherwise train at its default without a word
+        raise ValueError(f"unknown trial config keys: {', '.join(sorted(unknown))}; known: "
+                         f"{', '.join(sorted({*lr_keys, *ft_keys, *TRIAL_OPTIONS}))}")
+    layer_lr = LayerLRConfig(**{k: config[k] for k in lr_keys if k in config})
     finetune = FineTuneConfig(layer_lr=layer_lr, **{k: config[k] for k in ft_keys if k in config})
     return finetune, config
 

@@ -53,3 +53,29 @@ def test_no_folder_is_the_bundled_photos(folders):
     train, val = _datasets(*_config(**folders))
     assert list(train.paths) == bundled_photos("train")
     assert list(val.paths) == bundled_photos("val")
+
+
+def test_every_knob_the_search_space_suggests_is_a_trial_setting():
+    import optuna
+
+    from search_spaces import FineTuneSpace
+    from trainables.trial import trial_config
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    suggested: set[str] = set()
+    for _ in range(60):
+        trial = study.ask()
+        FineTuneSpace(max_epochs=12, wide=True)(trial)
+        suggested |= set(trial.params)
+        study.tell(trial, 0.0)
+        finetune, _ = trial_config({**trial.params, "epochs": 12})
+        for name, value in trial.params.items():  # each one reaches the fine-tune's config
+            assert getattr(finetune.layer_lr, name) == value
+    assert {"unfreeze_h_epoch", "base_lr", "h_multiplier"} <= suggested
+
+
+def test_a_misspelt_knob_is_refused_by_name():
+    from trainables.trial import trial_config
+
+    with pytest.raises(ValueError, match="unknown trial config keys: context_lr_raito"):
+        trial_config({"context_lr_raito": 0.5, "epochs": 12})
