@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 from analysis import cli as analysis_cli  # argparse only; heavy imports stay in the commands
+from hpcm_tune.names import (FREEZE_STRATEGIES, SAMPLERS, SCHEDULERS, SEARCH_PRESETS,
+                             SEARCHED_KNOBS)
 
 COMMANDS = ("run", "resume", "finetune", "inspect-model", "evaluate", "analyze")
 log = logging.getLogger("hpcm-tune")
@@ -95,12 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     _training_args(run, epochs=12)
     g = run.add_argument_group("search")
     g.add_argument("--preset", default="optuna",
-                   choices=("optuna", "seed-context-lr", "seed-freeze", "seed-ablation"))
+                   choices=SEARCH_PRESETS)
     g.add_argument("--wide-space", action="store_true", help="also search base_lr, h_multiplier")
-    g.add_argument("--sampler", default="tpe", choices=("tpe", "random"),
+    g.add_argument("--sampler", default="tpe", choices=SAMPLERS,
                    help="Optuna sampler (tpe: random start-up of a quarter of the trials, then "
                    "multivariate TPE with constant liar)")
-    g.add_argument("--scheduler", default="asha", choices=("asha", "fifo"),
+    g.add_argument("--scheduler", default="asha", choices=SCHEDULERS,
                    help="asha: cull trials behind their peers at rungs of 1/9, 1/3 of --epochs "
                    "(the per-scale stopper ends the leaders); fifo: no culling")
     g.add_argument("--num-samples", type=int, default=8, help="number of trials")
@@ -147,8 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     _training_args(ft, epochs=12)
     g = ft.add_argument_group("layer-wise learning rates")
     g.add_argument("--context-lr-ratio", type=float, default=0.1)
-    g.add_argument("--freeze-strategy", default="entropy",
-                   choices=("none", "entropy", "progressive"))
+    g.add_argument("--freeze-strategy", default="entropy", choices=FREEZE_STRATEGIES)
     g.add_argument("--unfreeze-h-epoch", type=int, default=0)
     g.add_argument("--unfreeze-context-epoch", type=int, default=0)
     g.add_argument("--out", default="results/finetune", help="output folder")
@@ -157,8 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect-model", help="parameter groups, LRs and freezing")
     _model_args(inspect)
     inspect.add_argument("--context-lr-ratio", type=float, default=0.1)
-    inspect.add_argument("--freeze-strategy", default="entropy",
-                         choices=("none", "entropy", "progressive"))
+    inspect.add_argument("--freeze-strategy", default="entropy", choices=FREEZE_STRATEGIES)
     inspect.add_argument("--epoch", type=int, default=0, help="show freezing at this epoch")
 
     analysis_cli.add_evaluate_parser(sub)
@@ -273,7 +273,6 @@ def _fixed_config(args: argparse.Namespace) -> tuple[dict | None, list[float] | 
     """The validated --config / --lambdas of a run without search."""
     from trainables.finetune import FineTuneConfig
     from trainables.layer_lr import LayerLRConfig
-    from trainables.sweep import SEARCHED_KNOBS
 
     if args.config is None:
         if args.lambdas:

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpcm_tune.names import MARKER, STATE_FILE
+
 if TYPE_CHECKING:
     import pandas as pd
     import torch
@@ -34,8 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MARKER = "hpcm_tune_experiment.json"
-STATE_FILE = "trial_state.pt"
 CURVE, START = "hpcm", "start"
 OUTPUT_FILES = ("evaluation.json", "per_image.csv", "anchors_per_image.csv", "rd_points.csv",
                 "bd.csv", "start_deltas.csv", "summary.md", "rd.png")

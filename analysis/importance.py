@@ -30,7 +30,8 @@ MIN_TRIALS = 3
 def _distribution(name: str, values: "pd.Series", epochs: int | None):
     import optuna
 
-    from search_spaces.spaces import CONTEXT_LR_RANGE, FREEZE_STRATEGIES
+    from hpcm_tune.names import FREEZE_STRATEGIES
+    from search_spaces.spaces import CONTEXT_LR_RANGE
 
     d = optuna.distributions
     if name == "freeze_strategy":

@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hpcm_tune.names import SCALES
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -70,8 +72,8 @@ def plot_convergence(exp: "Experiment", trial_id: str, path: str | Path) -> Path
     if hist.empty:
         return None
     trial = exp.trials.set_index("trial_id").loc[trial_id]
-    fig, axes = plt.subplots(3, 1, figsize=(7.5, 7.5), sharex=True)
-    for ax, s in zip(axes, ("s1", "s2", "s3")):
+    fig, axes = plt.subplots(len(SCALES), 1, figsize=(7.5, 7.5), sharex=True)
+    for ax, s in zip(axes, SCALES):
         ax.plot(hist["epoch"], hist[s], "o-", ms=3, color="tab:blue", label=f"{s} (validation)")
         best_e = trial.get(f"{s}_best_epoch")
         if _finite(best_e):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.evaluate import markdown_table
+from hpcm_tune.names import SCALES
 
 FIGURES = {
     "convergence": "convergence_winner.png",
@@ -94,7 +95,7 @@ def _blocks(exp, importance, evaluation: Path | None, figs: dict[str, Path | Non
 
         scales = pd.DataFrame([{"scale": s, "best": row[f"{s}_best"],
                                 "best_epoch": row[f"{s}_best_epoch"],
-                                "stop_epoch": row[f"{s}_stop_epoch"]} for s in ("s1", "s2", "s3")])
+                                "stop_epoch": row[f"{s}_stop_epoch"]} for s in SCALES])
         b.append(("p", f"Winner {winner['trial_id']} ended by: {row['stop_reason']} after "
                        f"{int(row['epochs_run'])} of {int(row['epochs_budget'])} epochs."))
         b.append(("table", scales, {"best": 4, "best_epoch": 0, "stop_epoch": 0}))

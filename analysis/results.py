@@ -23,15 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpcm_tune.names import MARKER, SCALES, SEARCHED_KNOBS
+
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
-MARKER = "hpcm_tune_experiment.json"  # == trainables.sweep.MARKER (not imported: no torch here)
-SCALES = ("s1", "s2", "s3")
-#: The knobs the search spaces sample (``search_spaces.FineTuneSpace``), in display order.
-SEARCHED = ("context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch", "unfreeze_context_epoch",
-            "base_lr", "h_multiplier")
 #: Values of ``trials["stop_reason"]``.
 STOP_REASONS = ("all scales stopped", "culled by the scheduler", "max epochs", "budget",
                 "error", "running", "pending", "interrupted")
@@ -194,7 +191,7 @@ def load_experiment(path: str | Path) -> Experiment:
         trial_rows.append(_trial_row(d, trial_id, config, history, info, options))
 
     trials = pd.DataFrame(trial_rows)
-    searched = [k for k in SEARCHED if k in trials and trials[k].notna().any()]
+    searched = [k for k in SEARCHED_KNOBS if k in trials and trials[k].notna().any()]
     trials = _order_columns(trials, searched)
     _add_budget_columns(trials)
     epochs = (pd.concat(epoch_frames, ignore_index=True) if epoch_frames

@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hpcm  # noqa: E402
+from hpcm_tune.names import STATE_FILE  # noqa: E402
 from stoppers import AdaptivePatience  # noqa: E402
 from trainables.data import default_datasets  # noqa: E402
 from trainables.finetune import FineTuneConfig, FineTuner  # noqa: E402
@@ -65,7 +66,7 @@ def main() -> None:
             tuner.optimizer.state[p] = {"step": torch.tensor(1.0),
                                         "exp_avg": torch.zeros_like(p),
                                         "exp_avg_sq": torch.zeros_like(p)}
-    patience = AdaptivePatience(scales=("s1", "s2", "s3"))
+    patience = AdaptivePatience()  # the three scales
     state = {"trainer": tuner.state_dict(), "patience": patience.state_dict(),
              "best": {"loss": 1.0, "epoch": 0}}
     params = sum(p.numel() for p in tuner.model.parameters())
@@ -75,7 +76,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="hpcm-ckpt-bench-", dir=args.dir))
     try:
         save_s = median_time(lambda: save_state(state, root / "trial"), args.repeats)
-        size = (root / "trial" / "trial_state.pt").stat().st_size
+        size = (root / "trial" / STATE_FILE).stat().st_size
 
         def save_and_persist() -> None:
             with tempfile.TemporaryDirectory(dir=root) as scratch:

@@ -25,4 +25,9 @@ WIDE_KNOBS: tuple[str, ...] = ("base_lr", "h_multiplier")
 #: What is frozen while fine-tuning (``trainables.layer_lr``).
 FREEZE_STRATEGIES: tuple[str, ...] = ("none", "entropy", "progressive")
 #: The search presets: which configurations a sweep tries first (``search_spaces.presets``).
-SEARCH_PRESETS: tuple[str, ...] = ("optuna", "seed-context-lr", "seed-freeze", "seed-ablation")
+SEARCH_PRESETS: tuple[str, ...] = ("optuna", "seed-context-lr", "seed-freeze",
+                                   "seed-ablation")
+#: The Optuna samplers a sweep can use (``search_spaces.samplers``).
+SAMPLERS: tuple[str, ...] = ("tpe", "random")
+#: The trial schedulers besides the per-scale stopper (``stoppers.scheduler``).
+SCHEDULERS: tuple[str, ...] = ("asha", "fifo")

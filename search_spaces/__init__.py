@@ -1,8 +1,7 @@
 """Search spaces and warm-start presets for Optuna (through Ray Tune's OptunaSearch)."""
 
-from search_spaces.presets import PRESETS, RECOMMENDED, preset_points
-from search_spaces.samplers import SAMPLERS, make_sampler, startup_trials
-from search_spaces.spaces import FREEZE_STRATEGIES, FineTuneSpace
+from search_spaces.presets import RECOMMENDED, preset_points
+from search_spaces.samplers import make_sampler, startup_trials
+from search_spaces.spaces import FineTuneSpace
 
-__all__ = ["FREEZE_STRATEGIES", "FineTuneSpace", "PRESETS", "RECOMMENDED", "SAMPLERS",
-           "make_sampler", "preset_points", "startup_trials"]
+__all__ = ["FineTuneSpace", "RECOMMENDED", "make_sampler", "preset_points", "startup_trials"]

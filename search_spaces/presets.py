@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from hpcm_tune.names import SEARCH_PRESETS
+
 REPORT_EPOCHS = 500  # the report's progressive run, which its unfreeze epochs 100 / 200 refer to
 RECOMMENDED: dict[str, Any] = {"context_lr_ratio": 0.1, "freeze_strategy": "entropy"}
-PRESETS = ("optuna", "seed-context-lr", "seed-freeze", "seed-ablation")
 
 
 def _context_lr_points() -> list[dict[str, Any]]:
@@ -47,4 +48,4 @@ def preset_points(preset: str, max_epochs: int) -> list[dict[str, Any]]:
     if preset == "seed-ablation":
         points = _context_lr_points()
         return points + [p for p in _freeze_points(max_epochs) if p not in points]
-    raise ValueError(f"unknown search preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    raise ValueError(f"unknown search preset {preset!r}; choose one of {', '.join(SEARCH_PRESETS)}")

@@ -13,7 +13,7 @@ import warnings
 
 import optuna
 
-SAMPLERS: tuple[str, ...] = ("tpe", "random")
+from hpcm_tune.names import SAMPLERS
 
 
 def startup_trials(num_samples: int) -> int:

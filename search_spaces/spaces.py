@@ -12,7 +12,8 @@ from typing import Any
 
 import optuna
 
-FREEZE_STRATEGIES = ("none", "entropy", "progressive")
+from hpcm_tune.names import FREEZE_STRATEGIES
+
 CONTEXT_LR_RANGE = (0.01, 1.0)
 
 

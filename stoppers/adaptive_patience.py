@@ -22,6 +22,8 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
+from hpcm_tune.names import SCALES
+
 #: Decisions returned by :meth:`AdaptivePatience.step`, per scale.
 IMPROVED = "improved"
 NO_IMPROVEMENT = "no_improvement"
@@ -104,7 +106,7 @@ class AdaptivePatience:
 
     def __init__(
         self,
-        scales: Sequence[str] = ("s1", "s2", "s3"),
+        scales: Sequence[str] = SCALES,
         patience: int = 50,
         min_patience: int = 10,
         max_patience: int = 200,

@@ -23,9 +23,10 @@ from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
+from hpcm_tune.names import SCHEDULERS
+
 log = logging.getLogger(__name__)
 
-SCHEDULERS: tuple[str, ...] = ("asha", "fifo")
 TIME_ATTR = "trained_epochs"
 
 

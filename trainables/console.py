@@ -29,16 +29,13 @@ from typing import IO, Any
 
 from ray.tune import Callback
 
+from hpcm_tune.names import SCALES, SEARCHED_KNOBS, WIDE_KNOBS
 from stoppers.adaptive_patience import ALL_STOPPED_KEY
 
 log = logging.getLogger(__name__)
 
-SCALES = ("s1", "s2", "s3")
 #: Per-epoch lines the whole sweep may print (start and end lines come on top: 2 per trial).
 EPOCH_LINES = 64
-#: Config keys shown when a trial starts, when present (the searched knobs).
-KNOBS = ("context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch", "unfreeze_context_epoch",
-         "base_lr", "h_multiplier")
 
 ALL_STOPPED = "all scales stopped"
 BUDGET = "epoch budget reached"
@@ -112,7 +109,7 @@ class ConsoleReporter(Callback):
     """
 
     def __init__(self, epochs: int, trials: int | None = None, every: int | None = None,
-                 knobs: tuple[str, ...] = KNOBS, stream: IO[str] | None = None) -> None:
+                 knobs: tuple[str, ...] = SEARCHED_KNOBS, stream: IO[str] | None = None) -> None:
         self.epochs = epochs
         self.trials = trials
         self.fixed_every = every
@@ -271,7 +268,8 @@ def with_console(options, callbacks: list | None, verbose: bool) -> list:
     fixed = options.fixed_config is not None
     trials = len(options.lambdas or [None]) if fixed else options.num_samples
     # base_lr and h_multiplier are searched only with --wide-space; otherwise constant.
-    searched = KNOBS if options.wide_space or fixed else KNOBS[:4]
+    searched = tuple(k for k in SEARCHED_KNOBS
+                     if options.wide_space or fixed or k not in WIDE_KNOBS)
     knobs = searched + (("lmbda",) if options.lambdas else ())
     return [ConsoleReporter(epochs=options.epochs, trials=trials, knobs=knobs), *callbacks]
 

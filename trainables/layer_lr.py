@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from hpcm_tune.names import FREEZE_STRATEGIES
+
 GROUPS: tuple[str, ...] = ("g_a", "g_s", "h_a", "h_s", "context", "entropy")
-FREEZE_STRATEGIES: tuple[str, ...] = ("none", "entropy", "progressive")
 
 # Parameter-name prefixes of each group (HPCM keeps the official module names).
 _GROUP_PREFIXES: dict[str, tuple[str, ...]] = {

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 import hpcm
+from hpcm_tune.names import SCALES
 
-SCALES: tuple[str, ...] = ("s1", "s2", "s3")
 # Each lattice's share of y's elements: the split used when quantisation causes no
 # measurable distortion at all (nothing to attribute).
 ELEMENT_SHARES: tuple[float, ...] = (1 / 16, 3 / 16, 3 / 4)

@@ -18,12 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpcm_tune.names import MARKER, SCALES, SEARCHED_KNOBS
+
 log = logging.getLogger(__name__)
 
-MARKER = "hpcm_tune_experiment.json"
 METRIC, MODE = "best_loss", "min"
-SEARCHED_KNOBS = ("context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch",
-                  "unfreeze_context_epoch", "base_lr", "h_multiplier")
 
 
 class SweepError(RuntimeError):
@@ -49,8 +48,8 @@ class SweepOptions:
     optuna_storage: str | None = None
     budget_epochs: int | None = None
     budget_device_hours: float | None = None
-    sampler: str = "tpe"  # search_spaces.SAMPLERS
-    scheduler: str = "asha"  # stoppers.scheduler.SCHEDULERS; the per-scale stopper always runs
+    sampler: str = "tpe"  # hpcm_tune.names.SAMPLERS
+    scheduler: str = "asha"  # hpcm_tune.names.SCHEDULERS; the per-scale stopper always runs
     # A fixed config (the searched knobs) instead of a search, optionally at several lambdas:
     # one trial per lambda, e.g. to get a rate-distortion curve of a sweep's winner.
     fixed_config: dict[str, Any] | None = None
@@ -324,7 +323,7 @@ def summarize(results, options: SweepOptions) -> dict[str, Any]:
         summary["best_loss"] = best.metrics[METRIC]
         summary["best_config"] = {k: v for k, v in best.config.items() if k in SEARCHED_KNOBS}
         summary["best_scale_epochs"] = {
-            s: best.metrics.get(f"patience/{s}/best_epoch") for s in ("s1", "s2", "s3")}
+            s: best.metrics.get(f"patience/{s}/best_epoch") for s in SCALES}
         summary["best_trial_path"] = best.path
     if options.lambdas:
         rows = df.sort_values("config/lmbda")
