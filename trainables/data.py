@@ -190,8 +190,6 @@ def _decode_uint8(path: str | Path, max_side: int | None = None) -> torch.Tensor
                            frames)
         # Camera JPEGs store rotation in EXIF; apply it so pixels match what viewers show.
         img = ImageOps.exif_transpose(img)
-        if max_side is not None and max(img.size) > max_side:
-            img = _downsized(img, max_side)
         if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
             # 16-bit greyscale (PNG opens as I;16 or I): scale to 8 bits, the models train on 8-bit data.
             gray = np.asarray(img, dtype=np.float64) * (255.0 / 65535.0)
@@ -204,6 +202,11 @@ def _decode_uint8(path: str | Path, max_side: int | None = None) -> torch.Tensor
                 # Going through RGBA avoids Pillow's warning for palettes with transparency.
                 img = img.convert("RGBA")
             arr = np.asarray(img.convert("RGB"), dtype=np.uint8)  # drops alpha, converts L/CMYK/...
+    if max_side is not None and max(arr.shape[:2]) > max_side:
+        # Resized as 8-bit RGB, whatever the file's mode (16-bit, palette, CMYK, ...).
+        rgb = Image.fromarray(np.ascontiguousarray(arr), "RGB")
+        arr = np.asarray(rgb.resize(downsized_size(rgb.width, rgb.height, max_side),
+                                    Image.Resampling.LANCZOS))
     # np.array copies: Pillow's buffers are read-only and torch wants writable memory.
     return torch.from_numpy(np.array(arr)).permute(2, 0, 1).contiguous()
 
@@ -214,12 +217,6 @@ def downsized_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     if scale >= 1:
         return width, height
     return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def _downsized(img: Image.Image, max_side: int) -> Image.Image:
-    if img.mode not in ("RGB", "RGBA", "L", "LA"):  # palette, 16-bit, CMYK: resize as RGB
-        img = img.convert("RGBA" if img.mode == "P" else "RGB")
-    return img.resize(downsized_size(*img.size, max_side), Image.Resampling.LANCZOS)
 
 
 def image_sizes(paths: Sequence[str | Path]) -> dict[Path, tuple[int, int]]:

@@ -478,3 +478,16 @@ def test_large_image_warning_estimates_memory_and_time() -> None:
     assert large_image_warning({"kodim01.png": (768, 512)}, "tiny") is None
     assert large_image_warning({"kodim01.png": (768, 512)}, "base") is None
     assert "the base model" in large_image_warning({"clic.png": (2560, 1920)}, "base")
+
+
+def test_max_side_keeps_the_values_of_16_bit_images(bundled_dir: Path, tmp_path: Path) -> None:
+    with Image.open(_photo(bundled_dir, "coffee")) as img:  # 600 x 400
+        gray = np.asarray(img.convert("L"), dtype=np.uint16)
+    Image.fromarray(gray * 257).save(tmp_path / "deep.png")  # 16-bit greyscale PNG
+    with Image.open(tmp_path / "deep.png") as img:
+        assert img.mode in ("I;16", "I")
+    small = load_rgb(tmp_path / "deep.png", max_side=300)
+    assert small.shape == (3, 200, 300)
+    expected = np.asarray(Image.fromarray(gray.astype(np.uint8)).resize(
+        (300, 200), Image.Resampling.LANCZOS), dtype=np.float64) / 255
+    assert np.abs(small[0].numpy() - expected).mean() < 0.01
