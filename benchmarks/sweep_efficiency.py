@@ -141,6 +141,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="starting model (default: the pre-trained tiny)")
     parser.add_argument("--json", help="also write the raw figures to this file")
     parser.add_argument("--plot", help="draw the demo task's knob sensitivity (grid) here")
+    parser.add_argument("--reuse", metavar="JSON",
+                        help="take the sweeps a earlier --json file holds instead of running "
+                        "them again (the same settings and seed train the same way)")
     parser.add_argument("--replot", metavar="JSON",
                         help="no runs: report (and --plot) what a --json file holds")
     parser.add_argument("--quick", action="store_true", help="4 trials, 3 epochs, 1 seed, 1 crop")
@@ -162,7 +165,12 @@ def main() -> None:
 
 
 def run_all(args, methods: list[str]) -> tuple[dict[int, dict[str, dict]], float]:
-    """Every method at every seed, in that order; each sweep's figures saved as it ends."""
+    """Every method at every seed; each sweep's figures saved as it ends.
+
+    The sweeps that stop early come first for all seeds, then the full-budget ones (which
+    cost the most), so that a study cut short still has every seed's reference and the
+    methods the goal is about.
+    """
     import ray
 
     if args.checkpoint is None:
@@ -172,13 +180,20 @@ def run_all(args, methods: list[str]) -> tuple[dict[int, dict[str, dict]], float
     checkpoint = str(Path(args.checkpoint).resolve())
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
              log_to_driver=False)
-    runs: dict[int, dict[str, dict]] = {}
+    runs: dict[int, dict[str, dict]] = {seed: {} for seed in range(args.repeats)}
+    if args.reuse:
+        for seed, by_method in json.loads(Path(args.reuse).read_text())["partial_runs"].items():
+            if int(seed) in runs:
+                runs[int(seed)].update({m: r for m, r in by_method.items() if m in methods})
+    early = [m for m in methods if METHODS[m][1] != "fifo" or METHODS[m][2]]
+    order = [("grid", s) for s in runs if "grid" in methods] + [
+        (m, s) for group in (early, [m for m in methods if m not in early and m != "grid"])
+        for s in runs for m in group]
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="hpcm-sweep-bench-") as storage:
-            for seed in range(args.repeats):
-                runs[seed] = {}
-                for method in methods:
+            for method, seed in order:
+                if method not in runs[seed]:
                     runs[seed][method] = run_method(method, args, checkpoint, storage, seed)
                     if args.json:  # after every sweep: a long study keeps what it measured
                         Path(args.json).write_text(json.dumps({"partial_runs": runs},
@@ -193,12 +208,15 @@ def run_all(args, methods: list[str]) -> tuple[dict[int, dict[str, dict]], float
 
 def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
     """The table, the goal, the task's knob sensitivity; JSON and plot if asked for."""
-    methods = [m for m in METHODS if all(m in by_method for by_method in runs.values())]
+    # A study cut short: each method over the seeds it ran at; a seed without the grid (its
+    # full-budget reference) is left out.
+    runs = {seed: by_method for seed, by_method in runs.items() if "grid" in by_method}
+    methods = [m for m in METHODS if any(m in by_method for by_method in runs.values())]
     scores: dict[str, list[dict]] = {m: [] for m in methods}
     for by_method in runs.values():
         reference = min(t["best_loss"] for run in by_method.values() for t in run["trials"])
-        for method in methods:
-            scores[method].append(score(by_method[method], reference))
+        for method, run in by_method.items():
+            scores[method].append(score(run, reference))
     print(f"\ndemo task, {args.epochs} epochs per trial, {args.trials} trials per method "
           f"(grid 6), seeds {sorted(runs)}, {os.cpu_count()} CPUs, {wall / 60:.1f} min")
     print(f"{'method':<18}{'epochs to 0.5 %':>24}{'total epochs':>20}{'of full budget':>16}"
@@ -206,7 +224,7 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
     for method, rows in scores.items():
         col = lambda key: [r[key] for r in rows]  # noqa: E731
         gaps = col("gap")
-        print(f"{method:<18}{_mean_sd(col('epochs_to_target')):>24}{_mean_sd(col('epochs')):>20}"
+        print(f"{method + f' ({len(rows)})' * (len(rows) < len(runs)):<18}{_mean_sd(col('epochs_to_target')):>24}{_mean_sd(col('epochs')):>20}"
               f"{statistics.mean(col('compute_vs_full_budget')):>15.0%} "
               f"{statistics.mean(gaps):>+13.2%} ± {statistics.pstdev(gaps):.2%}"
               f"{_mean_sd(col('device_hours_to_target')):>26}")
