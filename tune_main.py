@@ -23,15 +23,12 @@ import time
 from pathlib import Path
 
 from analysis import cli as analysis_cli  # argparse only; heavy imports stay in the commands
+from hpcm_tune.errors import HpcmTuneError, InputError, UsageError
 from hpcm_tune.names import (FREEZE_STRATEGIES, SAMPLERS, SCHEDULERS, SEARCH_PRESETS,
                              SEARCHED_KNOBS)
 
 COMMANDS = ("run", "resume", "finetune", "inspect-model", "evaluate", "analyze")
 log = logging.getLogger("hpcm-tune")
-
-
-class UsageError(Exception):
-    """Bad input: printed as one line, exit status 2."""
 
 
 # -- arguments -------------------------------------------------------------------------
@@ -191,7 +188,7 @@ def _stopper_settings(args: argparse.Namespace) -> dict | None:
 
     try:  # every trial would fail on the same settings: refuse them here, once
         AdaptivePatience(**settings)
-    except ValueError as exc:
+    except InputError as exc:
         raise UsageError(f"per-scale stopper: {exc}; adjust --patience/--min-patience/"
                          "--max-patience/--min-delta/--stopper-warmup-epochs") from exc
     return settings
@@ -325,7 +322,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
     if hasattr(args, "num_samples"):
         checks.update({"--num-samples": args.num_samples > 0,
                        "--cpus-per-trial": args.cpus_per_trial > 0,
-                       "--gpus-per-trial": args.gpus_per_trial >= 0})
+                       "--gpus-per-trial": args.gpus_per_trial >= 0,
+                       "--budget-epochs": args.budget_epochs is None or args.budget_epochs > 0})
     for flag, ok in checks.items():
         value = getattr(args, flag[2:].replace('-', '_'))
         if isinstance(value, float) and not math.isfinite(value):  # inf passes "> 0"
@@ -336,6 +334,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
         value = getattr(args, flag[2:].replace("-", "_"), None)
         if value is not None and not math.isfinite(value):
             raise UsageError(f"{flag} must be a finite number, got {value}")
+    if getattr(args, "budget_device_hours", None) is not None and args.budget_device_hours <= 0:
+        raise UsageError(f"--budget-device-hours must be positive, got {args.budget_device_hours}")
     if getattr(args, "max_side", None) is not None and args.max_side < 16:
         raise UsageError(f"--max-side must be at least 16 pixels, got {args.max_side}")
 
@@ -459,7 +459,7 @@ def _check_search(args: argparse.Namespace) -> None:
     try:
         FineTuneSpace(max_epochs=args.epochs, wide=args.wide_space)
         preset_points(args.preset, args.epochs)
-    except ValueError as exc:
+    except InputError as exc:
         raise UsageError(f"--epochs {args.epochs}: {exc}; pass --epochs 3 or more, or "
                          "--config to fine-tune one fixed config") from exc
 
@@ -662,19 +662,7 @@ def main(argv: list[str] | None = None) -> int:
                "analyze": analysis_cli.cmd_analyze}[args.command]
     try:
         return command(args)
-    except UsageError as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        # Validation errors of the project's modules (ValueError subclasses, SweepError)
-        # carry a complete one-line message; anything else is a bug and keeps its traceback.
-        from trainables.finetune import NonFiniteLossError
-        from trainables.sweep import SweepError
-        from trainables.trial import CheckpointWriteError
-
-        if isinstance(exc, RuntimeError) and not isinstance(
-                exc, (SweepError, NonFiniteLossError, CheckpointWriteError)):
-            raise
+    except HpcmTuneError as exc:  # what the user can fix; any other exception is a bug
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
 

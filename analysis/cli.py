@@ -2,13 +2,15 @@
 
 Each command has ``add_<name>_parser(subparsers)`` and ``cmd_<name>(args) -> int``. Heavy
 imports (torch, pandas, matplotlib) happen inside ``cmd_*`` only, so ``--help`` stays
-instant. Bad input raises ``ValueError`` with a one-line message.
+instant. Bad input raises ``hpcm_tune.errors.HpcmTuneError`` with a one-line message.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from hpcm_tune.errors import UsageError
 
 CODEC_NAMES = ("jpeg", "webp", "avif", "hevc")
 
@@ -51,14 +53,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         c.strip().lower() for c in args.codecs.split(",") if c.strip()]
     bad = [c for c in codecs if c not in CODEC_NAMES]
     if bad:
-        raise ValueError(f"--codecs: unknown {', '.join(bad)}; choose from "
+        raise UsageError(f"--codecs: unknown {', '.join(bad)}; choose from "
                          f"{','.join(CODEC_NAMES)} or none")
     if args.max_images is not None and args.max_images < 1:
-        raise ValueError(f"--max-images must be positive, got {args.max_images}")
+        raise UsageError(f"--max-images must be positive, got {args.max_images}")
     if args.max_side is not None and args.max_side < 16:
-        raise ValueError(f"--max-side must be at least 16 pixels, got {args.max_side}")
+        raise UsageError(f"--max-side must be at least 16 pixels, got {args.max_side}")
     if args.data and not Path(args.data).is_dir():
-        raise ValueError(f"--data {args.data}: no such folder")
+        raise UsageError(f"--data {args.data}: no such folder")
     result = run_evaluation(args.checkpoints, data=args.data, out=args.out, codecs=codecs,
                             baselines=args.baseline, official=args.official,
                             max_images=args.max_images, overwrite=args.overwrite,
@@ -85,7 +87,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.report import write_report
 
     if "://" in args.path:
-        raise ValueError(f"{args.path}: analyze reads a local folder; copy the experiment "
+        raise UsageError(f"{args.path}: analyze reads a local folder; copy the experiment "
                          "from remote storage first")
     result = write_report(args.path, out=args.out, evaluation=args.evaluation)
     exp, winner = result["experiment"], result["winner"]

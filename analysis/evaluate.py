@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpcm_tune.errors import InputError
 from hpcm_tune.names import MARKER, STATE_FILE
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def _trial_folder_checkpoint(trial_dir: Path) -> Path:
             return Path(best) / STATE_FILE
     found = sorted(trial_dir.glob(f"checkpoint_*/{STATE_FILE}"))
     if not found:
-        raise ValueError(f"{trial_dir}: a trial folder without any checkpoint_*/{STATE_FILE}")
+        raise InputError(f"{trial_dir}: a trial folder without any checkpoint_*/{STATE_FILE}")
     return found[-1]
 
 
@@ -93,7 +94,7 @@ def resolve_checkpoint(given: str | Path, official: str | None = None) -> Checkp
     """
     path = Path(given).expanduser()
     if not path.exists():
-        raise ValueError(f"{given}: no such checkpoint file or folder")
+        raise InputError(f"{given}: no such checkpoint file or folder")
     trial_dir = None
     if path.is_dir():
         if (path / STATE_FILE).is_file():
@@ -106,11 +107,11 @@ def resolve_checkpoint(given: str | Path, official: str | None = None) -> Checkp
             path = path / "latest" / STATE_FILE
         elif (path / MARKER).is_file():
             trials = sorted(p.name for p in path.glob("trial_*") if p.is_dir())
-            raise ValueError(f"{given} is a sweep with {len(trials)} trials, not one "
+            raise InputError(f"{given} is a sweep with {len(trials)} trials, not one "
                              "checkpoint; give one trial's folder (its best checkpoint) or a "
                              f"checkpoint_* folder, e.g. {path / (trials or ['trial_ID'])[0]}")
         else:
-            raise ValueError(f"{given}: a folder without {STATE_FILE}, params.json or best.pt; "
+            raise InputError(f"{given}: a folder without {STATE_FILE}, params.json or best.pt; "
                              "give a checkpoint file, a checkpoint_* folder, a trial folder or "
                              "a finetune --out folder")
         log.info("%s: using %s", given, path)
@@ -287,11 +288,11 @@ def run_evaluation(checkpoints: list[str], data: str | None = None, out: str | N
     from trainables.data import large_image_warning
 
     if not checkpoints:
-        raise ValueError("give at least one CHECKPOINT")
+        raise InputError("give at least one CHECKPOINT")
     out_dir = Path(out) if out else default_out(checkpoints[0])
     earlier = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
     if earlier and not overwrite:
-        raise ValueError(f"{out_dir} already holds an evaluation ({', '.join(earlier[:3])}"
+        raise InputError(f"{out_dir} already holds an evaluation ({', '.join(earlier[:3])}"
                          f"{', ...' if len(earlier) > 3 else ''}); pass --overwrite to replace "
                          "it, or --out another folder")
     codecs = list(codecs if codecs is not None else codec_mod.CODECS)
@@ -299,7 +300,7 @@ def run_evaluation(checkpoints: list[str], data: str | None = None, out: str | N
     for name in list(codecs):
         why = codec_mod.available(name)
         if why and name not in codec_mod.CODECS:
-            raise ValueError(why)
+            raise InputError(why)
         if why:
             log.warning("skipping %s: %s", name, why)
             skipped[name] = why

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.evaluate import markdown_table
+from hpcm_tune.errors import InputError
 from hpcm_tune.names import SCALES
 
 FIGURES = {
@@ -247,7 +248,7 @@ def write_report(experiment: str | Path, out: str | Path | None = None,
     if evaluation is not None:
         evaluation = Path(evaluation)
         if not (evaluation / "rd_points.csv").is_file():
-            raise ValueError(f"--evaluation {evaluation}: no rd_points.csv there (the folder "
+            raise InputError(f"--evaluation {evaluation}: no rd_points.csv there (the folder "
                              "`tune_main.py evaluate` wrote)")
     else:
         evaluation = find_evaluation(exp.path)

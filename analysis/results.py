@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpcm_tune.errors import InputError
 from hpcm_tune.names import MARKER, SCALES, SEARCHED_KNOBS
 
 if TYPE_CHECKING:
@@ -151,13 +152,13 @@ def load_experiment(path: str | Path) -> Experiment:
     """Loads a finished or running experiment from its folder (no Ray cluster needed).
 
     Raises:
-        ValueError: ``path`` is not a folder or holds no trial folder.
+        InputError: ``path`` is not a folder or holds no trial folder.
     """
     import pandas as pd
 
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise ValueError(f"{root}: no such experiment folder (give the folder `run` printed)")
+        raise InputError(f"{root}: no such experiment folder (give the folder `run` printed)")
     options = _read_json(root / MARKER) or {}
     state = _experiment_state(root)
     dirs = sorted(p for p in root.iterdir() if p.is_dir() and (
@@ -172,7 +173,7 @@ def load_experiment(path: str | Path) -> Experiment:
                         ", ".join(unrecorded))
             dirs = [d for d in dirs if d.name in state]
     if not dirs:
-        raise ValueError(f"{root} holds no trial folder (no */params.json): is it a Ray Tune "
+        raise InputError(f"{root} holds no trial folder (no */params.json): is it a Ray Tune "
                          "experiment folder?")
 
     trial_rows, epoch_frames = [], []

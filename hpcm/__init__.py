@@ -18,6 +18,8 @@ with warnings.catch_warnings():
                             category=FutureWarning, module="torch.jit._script")
     import compressai  # noqa: F401
 
+from hpcm_tune.errors import InputError
+
 from .checkpoint import (
     CheckpointError,
     convert_official_state_dict,
@@ -54,5 +56,5 @@ def create_model(name: str, **overrides) -> HPCM:
     Keyword arguments replace config fields, e.g. ``create_model("tiny", M=128)``.
     """
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid presets: {sorted(PRESETS)}")
+        raise InputError(f"unknown preset {name!r}; valid presets: {sorted(PRESETS)}")
     return HPCM(dataclasses.replace(PRESETS[name], **overrides))

@@ -15,6 +15,8 @@ from typing import Any, Mapping, Union
 import torch
 from torch import Tensor
 
+from hpcm_tune.errors import HpcmTuneError, InputError
+
 from .config import PRESETS, HPCMConfig
 from .entropy_models import GeneralizedGaussianConditional
 from .model import HPCM
@@ -57,7 +59,7 @@ _ENTROPY_PREFIXES = ("entropy_y.", "entropy_z.")
 _RESIZABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(HpcmTuneError, ValueError):
     """A checkpoint cannot be read or does not fit the requested model."""
 
 
@@ -131,7 +133,7 @@ def convert_official_state_dict(state_dict: Mapping[str, Tensor], variant: str =
         CheckpointError: listing the offending keys.
     """
     if variant not in OFFICIAL_VARIANTS:
-        raise ValueError(f"unknown official variant {variant!r}; choose one of {OFFICIAL_VARIANTS}")
+        raise InputError(f"unknown official variant {variant!r}; choose one of {OFFICIAL_VARIANTS}")
     not_tensors = sorted(k for k, v in state_dict.items() if not isinstance(v, Tensor))
     if not_tensors:
         raise CheckpointError(f"state_dict values must be tensors; not tensors: {_summarise(not_tensors)}")
@@ -295,7 +297,7 @@ def load_official_checkpoint(path_or_state_dict: PathOrDict, variant: str = "bas
     ``model.update()`` before compress / decompress.
     """
     if variant not in OFFICIAL_VARIANTS:
-        raise ValueError(f"unknown official variant {variant!r}; choose one of {OFFICIAL_VARIANTS}")
+        raise InputError(f"unknown official variant {variant!r}; choose one of {OFFICIAL_VARIANTS}")
     if isinstance(path_or_state_dict, Mapping):
         source, obj = "the given object", path_or_state_dict
     else:
@@ -371,7 +373,7 @@ def load_model(path_or_dict: PathOrDict, config: HPCMConfig | str | None = None)
         config = stored
     elif isinstance(config, str):
         if config not in PRESETS:
-            raise ValueError(f"unknown preset {config!r}; valid: {sorted(PRESETS)}")
+            raise InputError(f"unknown preset {config!r}; valid: {sorted(PRESETS)}")
         config = PRESETS[config]
 
     state_dict = _as_state_dict(obj, source)

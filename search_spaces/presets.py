@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hpcm_tune.errors import InputError
 from hpcm_tune.names import SEARCH_PRESETS
 
 REPORT_EPOCHS = 500  # the report's progressive run, which its unfreeze epochs 100 / 200 refer to
@@ -48,4 +49,5 @@ def preset_points(preset: str, max_epochs: int) -> list[dict[str, Any]]:
     if preset == "seed-ablation":
         points = _context_lr_points()
         return points + [p for p in _freeze_points(max_epochs) if p not in points]
-    raise ValueError(f"unknown search preset {preset!r}; choose one of {', '.join(SEARCH_PRESETS)}")
+    raise InputError(f"unknown search preset {preset!r}; choose one of "
+                     f"{', '.join(SEARCH_PRESETS)}")

@@ -13,6 +13,7 @@ import warnings
 
 import optuna
 
+from hpcm_tune.errors import InputError
 from hpcm_tune.names import SAMPLERS
 
 
@@ -32,4 +33,4 @@ def make_sampler(name: str, num_samples: int, seed: int) -> optuna.samplers.Base
             return optuna.samplers.TPESampler(
                 n_startup_trials=startup_trials(num_samples), multivariate=True, group=True,
                 constant_liar=True, seed=seed)
-    raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    raise InputError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")

@@ -12,6 +12,7 @@ from typing import Any
 
 import optuna
 
+from hpcm_tune.errors import InputError
 from hpcm_tune.names import FREEZE_STRATEGIES
 
 CONTEXT_LR_RANGE = (0.01, 1.0)
@@ -32,7 +33,7 @@ class FineTuneSpace:
 
     def __post_init__(self) -> None:
         if self.max_epochs < 3:
-            raise ValueError(
+            raise InputError(
                 f"the search space needs at least 3 epochs for progressive unfreezing, "
                 f"got {self.max_epochs}")
 

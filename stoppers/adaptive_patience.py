@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
+from hpcm_tune.errors import InputError
 from hpcm_tune.names import SCALES
 
 #: Decisions returned by :meth:`AdaptivePatience.step`, per scale.
@@ -36,17 +37,17 @@ _STATE_VERSION = 1
 def _check_int(name: str, value: Any, minimum: int) -> int:
     # bool is an int subclass; True as a patience is a bug, not a 1.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {value!r}")
+        raise InputError(f"{name} must be an int, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise InputError(f"{name} must be >= {minimum}, got {value}")
     return value
 
 
 def _check_rate(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise InputError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        raise InputError(f"{name} must be finite and >= 0, got {value}")
     return float(value)
 
 
@@ -122,38 +123,38 @@ class AdaptivePatience:
         relative: bool = False,
     ) -> None:
         if isinstance(scales, str) or not isinstance(scales, Sequence):
-            raise ValueError(f"scales must be a sequence of names, got {scales!r}")
+            raise InputError(f"scales must be a sequence of names, got {scales!r}")
         if not scales:
-            raise ValueError("scales must name at least one scale")
+            raise InputError("scales must name at least one scale")
         for scale in scales:
             if not isinstance(scale, str) or not scale:
-                raise ValueError(f"scales must be non-empty strings, got {scale!r}")
+                raise InputError(f"scales must be non-empty strings, got {scale!r}")
         if len(set(scales)) != len(scales):
-            raise ValueError(f"scales must be unique, got {list(scales)}")
+            raise InputError(f"scales must be unique, got {list(scales)}")
         _check_int("min_patience", min_patience, 1)
         _check_int("patience", patience, 1)
         _check_int("max_patience", max_patience, 1)
         if not min_patience <= patience <= max_patience:
-            raise ValueError(
+            raise InputError(
                 "need min_patience <= patience <= max_patience, got "
                 f"min_patience={min_patience}, patience={patience}, max_patience={max_patience}"
             )
         _check_rate("min_delta", min_delta)
         if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+            raise InputError(f"mode must be 'min' or 'max', got {mode!r}")
         _check_int("window", window, 2)
         _check_int("rate_window", rate_window, 1)
         _check_rate("fast_rate", fast_rate)
         _check_rate("slow_rate", slow_rate)
         if slow_rate > fast_rate:
             # Otherwise a rate could be both "fast" and "slow" at once.
-            raise ValueError(f"slow_rate ({slow_rate}) must be <= fast_rate ({fast_rate})")
+            raise InputError(f"slow_rate ({slow_rate}) must be <= fast_rate ({fast_rate})")
         # 0 is allowed: it turns the adaptation off in that direction.
         _check_int("patience_up", patience_up, 0)
         _check_int("patience_down", patience_down, 0)
         _check_int("warmup_epochs", warmup_epochs, 0)
         if not isinstance(relative, bool):
-            raise ValueError(f"relative must be a bool, got {relative!r}")
+            raise InputError(f"relative must be a bool, got {relative!r}")
 
         self.scales: tuple[str, ...] = tuple(scales)
         self.initial_patience = patience

@@ -23,6 +23,7 @@ from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
+from hpcm_tune.errors import InputError
 from hpcm_tune.names import SCHEDULERS
 
 log = logging.getLogger(__name__)
@@ -130,4 +131,4 @@ def make_scheduler(name: str, epochs: int) -> ResumableASHA | None:
         return None
     if name == "asha":
         return ResumableASHA(max_t=epochs)
-    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+    raise InputError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")

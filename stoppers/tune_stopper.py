@@ -20,6 +20,7 @@ from typing import Any
 
 from ray.tune.stopper import Stopper
 
+from hpcm_tune.errors import InputError
 from stoppers.adaptive_patience import ALL_STOPPED_KEY
 
 
@@ -66,7 +67,7 @@ class AllScalesStopper(Stopper):
             or not isinstance(max_trial_epochs, int)
             or max_trial_epochs < 1
         ):
-            raise ValueError(
+            raise InputError(
                 f"max_trial_epochs must be a positive int or None, got {max_trial_epochs!r}"
             )
         if max_device_hours is not None and (
@@ -75,7 +76,7 @@ class AllScalesStopper(Stopper):
             or not math.isfinite(max_device_hours)
             or max_device_hours <= 0
         ):
-            raise ValueError(
+            raise InputError(
                 f"max_device_hours must be a positive number or None, got {max_device_hours!r}"
             )
         self.max_trial_epochs = max_trial_epochs

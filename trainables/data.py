@@ -33,6 +33,8 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from hpcm_tune.errors import HpcmTuneError
+
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
@@ -70,7 +72,7 @@ BUNDLED_SIZES: dict[str, tuple[int, int]] = {
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
-class DataError(ValueError):
+class DataError(HpcmTuneError, ValueError):
     """A data problem the user must fix (missing folder, no usable image, ...)."""
 
 

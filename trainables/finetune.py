@@ -7,6 +7,7 @@ drive it epoch by epoch, so a sweep trial and a debugging run execute the same c
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -16,6 +17,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import hpcm
+from hpcm_tune.errors import HpcmTuneError, InputError
+from hpcm_tune.names import SCALES
 from trainables.data import make_loader
 from trainables.layer_lr import LayerLRConfig, LayerLRManager
 from trainables.losses import psnr, rate_distortion, scale_distortion_shares
@@ -25,8 +28,9 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "hpcm-tune-train"
 
 
-class NonFiniteLossError(RuntimeError):
-    """Training produced only non-finite losses for too many batches in a row."""
+class NonFiniteLossError(HpcmTuneError, RuntimeError):
+    """The fine-tune diverged: non-finite losses for too many batches in a row, or a
+    non-finite validation loss."""
 
 
 @dataclass(frozen=True)
@@ -46,14 +50,14 @@ class FineTuneConfig:
 
     def __post_init__(self) -> None:
         if not self.lmbda > 0:
-            raise ValueError(f"lambda must be > 0, got {self.lmbda}")
+            raise InputError(f"lambda must be > 0, got {self.lmbda}")
         for name in ("epochs", "batch_size", "crop_size", "crops_per_image",
                      "max_nonfinite_in_a_row"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
         lr = self.layer_lr
         if lr.freeze_strategy == "progressive" and lr.unfreeze_context_epoch >= self.epochs:
-            raise ValueError(
+            raise InputError(
                 f"unfreeze_context_epoch ({lr.unfreeze_context_epoch}) must be below the "
                 f"epoch budget ({self.epochs})"
             )
@@ -155,7 +159,11 @@ class FineTuner:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Eval-mode (hard rounding) metrics averaged over the validation images."""
+        """Eval-mode (hard rounding) metrics averaged over the validation images.
+
+        Raises:
+            NonFiniteLossError: the loss or a scale's loss is not finite (diverged).
+        """
         cfg = self.config
         self.model.eval()
         multiple = self.model.config.pad_multiple
@@ -181,6 +189,11 @@ class FineTuner:
         defined = [r["ms_ssim"] for r in rows if r["ms_ssim"] == r["ms_ssim"]]  # not NaN
         metrics["ms_ssim"] = sum(defined) / len(defined) if defined else float("nan")
         metrics["ms_ssim_images"] = len(defined)
+        diverged = [k for k in ("loss", *SCALES) if not math.isfinite(metrics[k])]
+        if diverged:  # the per-scale stopper cannot judge it, and every later epoch is lost
+            raise NonFiniteLossError(
+                f"validation {diverged[0]} is {metrics[diverged[0]]} after epoch "
+                f"{self.epoch - 1}: the trial diverged (lower the learning rate)")
         return metrics
 
     def learning_rates(self) -> dict[str, float]:
@@ -207,7 +220,7 @@ class FineTuner:
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError("not a hpcm-tune training checkpoint "
+            raise hpcm.CheckpointError("not a hpcm-tune training checkpoint "
                              f"(format {state.get('format')!r})")
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])

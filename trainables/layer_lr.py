@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from hpcm_tune.errors import InputError
 from hpcm_tune.names import FREEZE_STRATEGIES
 
 GROUPS: tuple[str, ...] = ("g_a", "g_s", "h_a", "h_s", "context", "entropy")
@@ -64,28 +65,28 @@ class LayerLRConfig:
 
     def __post_init__(self) -> None:
         if not self.base_lr > 0:
-            raise ValueError(f"base_lr must be > 0, got {self.base_lr}")
+            raise InputError(f"base_lr must be > 0, got {self.base_lr}")
         if not 0 < self.context_lr_ratio <= 1:
-            raise ValueError(
+            raise InputError(
                 f"context_lr_ratio must be in (0, 1], got {self.context_lr_ratio}"
             )
         for name in ("g_multiplier", "h_multiplier", "entropy_multiplier"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.freeze_strategy not in FREEZE_STRATEGIES:
-            raise ValueError(
+            raise InputError(
                 f"unknown freeze strategy {self.freeze_strategy!r}; "
                 f"choose one of {', '.join(FREEZE_STRATEGIES)}"
             )
         if self.freeze_strategy == "progressive" and not (
             0 < self.unfreeze_h_epoch < self.unfreeze_context_epoch
         ):
-            raise ValueError(
+            raise InputError(
                 "progressive unfreezing needs 0 < unfreeze_h_epoch < unfreeze_context_epoch, "
                 f"got {self.unfreeze_h_epoch} and {self.unfreeze_context_epoch}"
             )
         if self.warmup_epochs < 0 or not 0 < self.decay_to <= 1:
-            raise ValueError("warmup_epochs must be >= 0 and decay_to in (0, 1]")
+            raise InputError("warmup_epochs must be >= 0 and decay_to in (0, 1]")
 
     def multiplier(self, group: str) -> float:
         return {

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpcm_tune.errors import HpcmTuneError
 from hpcm_tune.names import MARKER, SCALES, SEARCHED_KNOBS
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 METRIC, MODE = "best_loss", "min"
 
 
-class SweepError(RuntimeError):
+class SweepError(HpcmTuneError, RuntimeError):
     """A sweep cannot start or resume; the message says what to do."""
 
 

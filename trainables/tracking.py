@@ -19,6 +19,8 @@ import importlib
 import os
 from urllib.parse import urlsplit
 
+from hpcm_tune.errors import InputError
+
 WANDB_KEY_ENV = "WANDB_API_KEY"
 # MLflow's own client reads these for a remote tracking server.
 MLFLOW_CREDENTIAL_ENVS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME",
@@ -38,14 +40,14 @@ def _require(module: str, flag: str, pip_name: str) -> None:
     try:
         importlib.import_module(module)
     except ImportError as exc:
-        raise ValueError(f"{flag} needs the {pip_name!r} package: pip install {pip_name}") from exc
+        raise InputError(f"{flag} needs the {pip_name!r} package: pip install {pip_name}") from exc
 
 
 def wandb_callback(project: str, experiment_name: str):
     """Ray Tune's ``WandbLoggerCallback``: one W&B run per trial, grouped by experiment."""
     offline = os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled")
     if not offline and not os.environ.get(WANDB_KEY_ENV):
-        raise ValueError(f"--wandb-project needs a W&B API key in the environment: export "
+        raise InputError(f"--wandb-project needs a W&B API key in the environment: export "
                          f"{WANDB_KEY_ENV}=... (or WANDB_MODE=offline); it is never read "
                          "from a flag or a file of this project")
     _require("wandb", "--wandb-project", "wandb")
@@ -61,12 +63,12 @@ def mlflow_callback(tracking_uri: str, experiment_name: str):
     """Ray Tune's ``MLflowLoggerCallback``: one MLflow run per trial in ``experiment_name``."""
     parts = urlsplit(tracking_uri)
     if parts.username or parts.password:
-        raise ValueError("--mlflow-uri must not contain credentials: export "
+        raise InputError("--mlflow-uri must not contain credentials: export "
                          "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or "
                          "MLFLOW_TRACKING_TOKEN instead")
     if parts.scheme not in ("", "file", "http", "https", "databricks", "sqlite", "postgresql",
                             "mysql", "mssql"):
-        raise ValueError(f"--mlflow-uri {tracking_uri!r}: not an MLflow tracking URI "
+        raise InputError(f"--mlflow-uri {tracking_uri!r}: not an MLflow tracking URI "
                          "(e.g. http://127.0.0.1:5000 or file:///path/mlruns)")
     _require("mlflow", "--mlflow-uri", "mlflow")
     from ray.air.integrations.mlflow import MLflowLoggerCallback

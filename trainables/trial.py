@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 
 import hpcm
+from hpcm_tune.errors import HpcmTuneError
 from hpcm_tune.names import SCALES, STATE_FILE
 from stoppers import AdaptivePatience, budget_settings, report_fields
 from trainables.data import ImageFolderDataset, bundled_photos
@@ -29,11 +30,11 @@ from trainables.layer_lr import LayerLRConfig
 log = logging.getLogger(__name__)
 
 
-class CheckpointWriteError(RuntimeError):
+class CheckpointWriteError(HpcmTuneError, RuntimeError):
     """A trial state could not be written (disk full, quota, storage not writable)."""
 
 
-class ResumeMismatchError(ValueError):
+class ResumeMismatchError(HpcmTuneError, ValueError):
     """A resumed fine-tune was given settings that differ from the ones it ran with."""
 
 

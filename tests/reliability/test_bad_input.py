@@ -194,6 +194,8 @@ def test_unreadable_and_small_images_among_good_ones_are_skipped_and_counted(
     (["finetune", "--base-lr", "inf"], "--base-lr must be a finite number, got inf"),
     (["finetune", "--min-delta", "nan"], "--min-delta must be a finite number, got nan"),
     (["run", "--budget-device-hours", "inf"], "--budget-device-hours must be a finite number"),
+    (["run", "--budget-device-hours", "0"], "--budget-device-hours must be positive"),
+    (["run", "--budget-epochs", "0"], "--budget-epochs must be positive"),
     (["finetune", "--max-side", "0"], "--max-side must be at least 16 pixels"),
     (["finetune", "--epochs", "0"], "--epochs must be positive"),
     (["run", "--num-samples", "-2"], "--num-samples must be positive"),
@@ -213,6 +215,7 @@ def test_unreadable_and_small_images_among_good_ones_are_skipped_and_counted(
     (["finetune", "--context-lr-ratio", "-0.5"], "context_lr_ratio must be in (0, 1]"),
     (["inspect-model", "--context-lr-ratio", "0"], "context_lr_ratio must be in (0, 1]"),
     (["inspect-model", "--context-lr-ratio", "1.01"], "context_lr_ratio must be in (0, 1]"),
+    (["inspect-model", "--official", "--checkpoint", "model.pt"], "unknown official variant"),
 ])
 def test_bad_numbers_are_one_line(args, message, capsys, tmp_path, photo_dirs,
                                   pretrained_tiny_path):
