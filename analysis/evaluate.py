@@ -151,9 +151,9 @@ def load(info: CheckpointInfo) -> "hpcm_t.HPCM":
     if info.kind == "official":
         model = hpcm.load_official_checkpoint(info.path, variant=info.variant or "base")
     else:
-        obj = hpcm.read_checkpoint_file(info.path)  # CheckpointError is a ValueError
-        trainer = obj.get("trainer", obj) if isinstance(obj, dict) else None  # trial state
-        if info.lmbda is None and isinstance(trainer, dict):
+        obj = hpcm.read_checkpoint_file(info.path)
+        trainer = hpcm.training_state(obj)  # None for a model file
+        if info.lmbda is None and trainer is not None:
             info.lmbda = (trainer.get("finetune_config") or {}).get("lmbda")
         model = hpcm.load_model(obj)  # reads model files and training checkpoints alike
     model = model.to(torch.device("cpu")).eval()

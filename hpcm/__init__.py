@@ -26,7 +26,11 @@ from .checkpoint import (
     load_model,
     load_official_checkpoint,
     read_checkpoint_file,
+    read_weights,
     save_model,
+    save_weights,
+    training_state,
+    write_checkpoint_file,
 )
 from .config import PRESETS, HPCMConfig
 from .lattices import scale_labels
@@ -41,6 +45,10 @@ __all__ = [
     "load_official_checkpoint",
     "load_model",
     "save_model",
+    "save_weights",
+    "read_weights",
+    "write_checkpoint_file",
+    "training_state",
     "convert_official_state_dict",
     "CheckpointError",
     "read_checkpoint_file",

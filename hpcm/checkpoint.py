@@ -7,7 +7,6 @@ import logging
 import math
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Union
@@ -16,6 +15,7 @@ import torch
 from torch import Tensor
 
 from hpcm_tune.errors import HpcmTuneError, InputError
+from hpcm_tune.files import atomic_write
 
 from .config import PRESETS, HPCMConfig
 from .entropy_models import GeneralizedGaussianConditional
@@ -26,12 +26,16 @@ __all__ = [
     "convert_official_state_dict",
     "load_official_checkpoint",
     "save_model",
+    "save_weights",
     "load_model",
+    "read_weights",
     "MODEL_FORMAT",
     "MODEL_FORMAT_VERSION",
     "TRAINING_FORMAT",
     "project_checkpoint_kind",
     "read_checkpoint_file",
+    "training_state",
+    "write_checkpoint_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -191,7 +195,7 @@ _NOT_CHECKPOINTS = (
 )
 _ACCEPTED = ("accepted: a torch.save file of a hpcm-tune model or training checkpoint "
              "(a model .pt, trial_state.pt, best.pt) or an official LIC-HPCM state_dict")
-TRAINING_FORMAT = "hpcm-tune-train"  # trainables.finetune's training checkpoints
+TRAINING_FORMAT = "hpcm-tune-train"  # the FineTuner state (trainables.finetune)
 
 
 def _file_kind(path: Path) -> str | None:
@@ -312,44 +316,52 @@ def load_official_checkpoint(path_or_state_dict: PathOrDict, variant: str = "bas
     return model.eval()
 
 
-def _write_atomically(obj: Any, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def save_model(model: HPCM, path: str | os.PathLike) -> None:
-    """Saves ``model`` (config + state_dict) in this project's format, atomically."""
-    _write_atomically(
-        {
-            "format": MODEL_FORMAT,
-            "version": MODEL_FORMAT_VERSION,
-            "config": dataclasses.asdict(model.config),
-            "state_dict": model.state_dict(),
-        },
-        path,
-    )
-
-
-def load_model(path_or_dict: PathOrDict, config: HPCMConfig | str | None = None) -> HPCM:
-    """Loads a model saved by :func:`save_model` or a training checkpoint: a trial state
-    (``trial_state.pt``, ``finetune``'s ``best.pt``), its trainer state, or any dict with
-    "config" and "state_dict".
-
-    Args:
-        path_or_dict: file path or the loaded dict.
-        config: expected architecture (preset name or config); default: the stored config.
+def write_checkpoint_file(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to ``path``, complete or not at all (``hpcm_tune.files.atomic_write``).
 
     Raises:
-        CheckpointError: unreadable file, unknown format, or a state_dict that does not fit.
+        hpcm_tune.errors.WriteError: the file could not be written (a full disk, which
+            torch reports as a RuntimeError, included); an earlier ``path`` is unchanged.
     """
+    return atomic_write(path, lambda f: torch.save(obj, f), io_errors=(OSError, RuntimeError))
+
+
+def save_weights(config: HPCMConfig | Mapping[str, Any], state_dict: Mapping[str, Tensor],
+                 path: str | os.PathLike) -> Path:
+    """Writes a model file in this project's format (``MODEL_FORMAT``: the architecture and
+    its weights), atomically; :func:`load_model` and :func:`read_weights` read it."""
+    if isinstance(config, HPCMConfig):
+        config = dataclasses.asdict(config)
+    return write_checkpoint_file({"format": MODEL_FORMAT, "version": MODEL_FORMAT_VERSION,
+                                  "config": dict(config), "state_dict": state_dict}, path)
+
+
+def save_model(model: HPCM, path: str | os.PathLike) -> Path:
+    """Saves ``model`` (config + state_dict) in this project's format, atomically."""
+    return save_weights(model.config, model.state_dict(), path)
+
+
+def training_state(obj: Any) -> Mapping[str, Any] | None:
+    """The fine-tuner state (``TRAINING_FORMAT``: weights, optimizer, its fine-tuning config)
+    of a loaded training checkpoint, a trial state holding one or the state itself; None
+    for anything else (a model file, an official state_dict)."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("trainer"), Mapping):
+        obj = obj["trainer"]
+    return obj if isinstance(obj, Mapping) and obj.get("format") == TRAINING_FORMAT else None
+
+
+def read_weights(path_or_dict: PathOrDict) -> tuple[HPCMConfig, Mapping[str, Tensor]]:
+    """The stored architecture and weights of a model file (:func:`save_weights`) or of a
+    training checkpoint; see :func:`load_model`, which builds the model from them.
+
+    Raises:
+        CheckpointError: unreadable file, unknown format or an invalid config.
+    """
+    _, config, state_dict = _read_weights(path_or_dict)
+    return config, state_dict
+
+
+def _read_weights(path_or_dict: PathOrDict) -> tuple[str, HPCMConfig, Mapping[str, Tensor]]:
     if isinstance(path_or_dict, Mapping):
         source, obj = "the given object", path_or_dict
     else:
@@ -369,6 +381,22 @@ def load_model(path_or_dict: PathOrDict, config: HPCMConfig | str | None = None)
         stored = HPCMConfig.from_dict(obj["config"])
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{source} has an invalid config: {err}") from err
+    return source, stored, _as_state_dict(obj, source)
+
+
+def load_model(path_or_dict: PathOrDict, config: HPCMConfig | str | None = None) -> HPCM:
+    """Loads a model saved by :func:`save_model` or a training checkpoint: a trial state
+    (``trial_state.pt``, ``finetune``'s ``best.pt``), its trainer state, or any dict with
+    "config" and "state_dict".
+
+    Args:
+        path_or_dict: file path or the loaded dict.
+        config: expected architecture (preset name or config); default: the stored config.
+
+    Raises:
+        CheckpointError: unreadable file, unknown format, or a state_dict that does not fit.
+    """
+    source, stored, state_dict = _read_weights(path_or_dict)
     if config is None:
         config = stored
     elif isinstance(config, str):
@@ -376,7 +404,6 @@ def load_model(path_or_dict: PathOrDict, config: HPCMConfig | str | None = None)
             raise InputError(f"unknown preset {config!r}; valid: {sorted(PRESETS)}")
         config = PRESETS[config]
 
-    state_dict = _as_state_dict(obj, source)
     model = HPCM(config)
     missing, unexpected, wrong = _compare(state_dict, model.state_dict(), resizable=_RESIZABLE_BUFFERS)
     if missing or unexpected or wrong:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -34,6 +33,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hpcm_tune.errors import HpcmTuneError
+from hpcm_tune.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -462,20 +462,9 @@ _BUNDLED_LOADERS: dict[str, Callable[[], np.ndarray]] = {
 
 
 def _write_png_atomic(pixels: np.ndarray, target: Path) -> None:
-    """Write ``pixels`` (H, W, 3 uint8) to ``target`` via a temp file and os.replace.
-
-    Parallel trials may materialise the same file at once; the atomic rename means a reader
-    never sees a half-written PNG.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            Image.fromarray(pixels).save(handle, format="PNG")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``pixels`` (H, W, 3 uint8) to ``target`` as a PNG, atomically: parallel trials
+    may materialise the same file at once, and a reader never sees a half-written PNG."""
+    atomic_write(target, lambda f: Image.fromarray(pixels).save(f, format="PNG"))
 
 
 def bundled_photos(split: str, cache_dir: str | Path | None = None) -> list[Path]:

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import hpcm
+from hpcm.checkpoint import TRAINING_FORMAT
 from hpcm_tune.errors import HpcmTuneError, InputError
 from hpcm_tune.names import SCALES
 from trainables.data import make_loader
@@ -24,8 +25,6 @@ from trainables.layer_lr import LayerLRConfig, LayerLRManager
 from trainables.losses import psnr, rate_distortion, scale_distortion_shares
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FORMAT = "hpcm-tune-train"
 
 
 class NonFiniteLossError(HpcmTuneError, RuntimeError):
@@ -203,7 +202,7 @@ class FineTuner:
     def state_dict(self) -> dict:
         """Everything needed to continue bit-for-bit: weights, optimizer, schedule, RNG."""
         state = {
-            "format": CHECKPOINT_FORMAT,
+            "format": TRAINING_FORMAT,
             "version": 1,
             "config": asdict(self.model.config),
             "finetune_config": self.config.to_dict(),
@@ -219,7 +218,7 @@ class FineTuner:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("format") != CHECKPOINT_FORMAT:
+        if state.get("format") != TRAINING_FORMAT:
             raise hpcm.CheckpointError("not a hpcm-tune training checkpoint "
                              f"(format {state.get('format')!r})")
         self.model.load_state_dict(state["state_dict"])

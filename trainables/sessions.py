@@ -9,9 +9,10 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from trainables.trial import CheckpointWriteError, load_state, run_trial, save_state
+from hpcm_tune.files import atomic_write
+from trainables.trial import load_state, run_trial, save_state
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +81,12 @@ class LocalSession:
               f"{metrics['images_per_s']:.1f} img/s", flush=True)
 
     def _save(self, state: dict, loss: float) -> None:
-        save_state(state, self.directory / "latest")
+        latest = save_state(state, self.directory / "latest")
         if loss <= self.best_loss:
             self.best_loss = loss
-            tmp = self.directory / "best.pt.tmp"
-            try:
-                shutil.copyfile(self.directory / "latest" / "trial_state.pt", tmp)
-                tmp.replace(self.directory / "best.pt")
-            except OSError as exc:
-                tmp.unlink(missing_ok=True)
-                raise CheckpointWriteError(f"cannot write {self.directory / 'best.pt'}: "
-                                           f"{exc.strerror or exc}") from exc
+
+            def copy_latest(f: IO[bytes]) -> None:  # a copy: no second serialisation
+                with open(latest, "rb") as source:
+                    shutil.copyfileobj(source, f)
+
+            atomic_write(self.directory / "best.pt", copy_latest)

@@ -12,13 +12,13 @@ import logging
 import math
 import os
 import pickletools
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hpcm_tune.errors import HpcmTuneError
+from hpcm_tune.files import atomic_write
 from hpcm_tune.names import MARKER, SCALES, SEARCHED_KNOBS
 
 log = logging.getLogger(__name__)
@@ -193,19 +193,16 @@ def build_tuner(options: SweepOptions, callbacks: list | None = None, verbose: b
 
 
 def write_marker(options: SweepOptions) -> None:
-    path = options.path
+    path, content = options.path, json.dumps(asdict(options), indent=2).encode()
     if "://" in path:  # remote storage: Tune writes there, the marker goes through pyarrow
         import pyarrow.fs
 
         fs, root = pyarrow.fs.FileSystem.from_uri(path)
         fs.create_dir(root, recursive=True)
         with fs.open_output_stream(f"{root}/{MARKER}") as f:
-            f.write(json.dumps(asdict(options), indent=2).encode())
+            f.write(content)
         return
-    Path(path).mkdir(parents=True, exist_ok=True)
-    tmp = Path(path) / f".{MARKER}.tmp"
-    tmp.write_text(json.dumps(asdict(options), indent=2))
-    os.replace(tmp, Path(path) / MARKER)
+    atomic_write(Path(path) / MARKER, content)
 
 
 def read_marker(path: str) -> SweepOptions:
@@ -294,9 +291,7 @@ def repair_torn_state(path: Path, name: str) -> None:
         if not intact:
             raise SweepError(f"{torn} is damaged (the driver was killed while writing it) and "
                              "no intact copy was found; resuming would restart the sweep")
-        tmp = torn.with_name(f".{torn.name}.repair")
-        shutil.copyfile(intact[-1], tmp)
-        os.replace(tmp, torn)
+        atomic_write(torn, intact[-1].read_bytes())
         log.warning("%s was torn by the killed driver; restored it from %s", torn, intact[-1])
 
 

@@ -12,12 +12,8 @@ import dataclasses
 import logging
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol
-
-import torch
 
 import hpcm
 from hpcm_tune.errors import HpcmTuneError
@@ -28,10 +24,6 @@ from trainables.finetune import FineTuneConfig, FineTuner, select_device
 from trainables.layer_lr import LayerLRConfig
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointWriteError(HpcmTuneError, RuntimeError):
-    """A trial state could not be written (disk full, quota, storage not writable)."""
 
 
 class ResumeMismatchError(HpcmTuneError, ValueError):
@@ -245,43 +237,17 @@ def _cpu_copy(state_dict: dict) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in state_dict.items()}
 
 
-def _atomic_save(obj: Any, target: Path) -> None:
-    """torch.save to a temporary name in the same folder, then rename: never a torn file."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=target.parent)
-    except OSError as exc:
-        raise CheckpointWriteError(f"cannot write checkpoint {target}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except (OSError, RuntimeError) as exc:
-        Path(tmp).unlink(missing_ok=True)
-        free = shutil.disk_usage(target.parent).free / 2**20
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (
-            str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointWriteError(
-            f"cannot write checkpoint {target} ({reason}; {free:.0f} MiB free there): is "
-            "the disk full or the folder not writable? The previous checkpoint is unchanged"
-        ) from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_state(state: dict, directory: Path) -> Path:
     """Write a trial state; each scale's best weights go beside it as ``best_<scale>.pt``,
-    loadable on their own with ``hpcm.load_model``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    state = dict(state)
+    model files loadable on their own with ``hpcm.load_model``.
+
+    Raises:
+        hpcm_tune.errors.WriteError: a file could not be written; earlier ones are unchanged.
+    """
+    directory, state = Path(directory), dict(state)
     for scale, weights in state.pop("scale_best_weights", {}).items():
-        _atomic_save({"format": "hpcm-tune-model", "version": 1,
-                      "config": state["trainer"]["config"], "state_dict": weights},
-                     directory / f"best_{scale}.pt")
-    _atomic_save(state, directory / STATE_FILE)
-    return directory / STATE_FILE
+        hpcm.save_weights(state["trainer"]["config"], weights, directory / f"best_{scale}.pt")
+    return hpcm.write_checkpoint_file(state, directory / STATE_FILE)
 
 
 def load_state(directory: Path) -> dict:
@@ -291,5 +257,5 @@ def load_state(directory: Path) -> dict:
         raise hpcm.CheckpointError(f"{directory / STATE_FILE} is not a hpcm-tune trial state")
     scale_files = {s: directory / f"best_{s}.pt" for s in SCALES}
     state["scale_best_weights"] = {
-        s: hpcm.read_checkpoint_file(f)["state_dict"] for s, f in scale_files.items() if f.is_file()}
+        s: hpcm.read_weights(f)[1] for s, f in scale_files.items() if f.is_file()}
     return state

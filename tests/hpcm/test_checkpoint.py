@@ -220,6 +220,42 @@ def test_load_model_reads_trial_states_and_trainer_states(trial_state_file, pret
         assert all(torch.equal(got[k], expected[k]) for k in expected)
 
 
+def test_weights_and_training_state_of_the_projects_files(trial_state_file, tmp_path,
+                                                          pretrained_tiny_path):
+    """save_weights / read_weights are the one writer / reader of the model format; a trial
+    state yields its weights and its fine-tuner state, a model file its weights only."""
+    config, weights = hpcm.read_weights(trial_state_file)
+    assert config == hpcm.PRESETS["tiny"]
+    path = hpcm.save_weights(dataclasses.asdict(config), weights, tmp_path / "best_s1.pt")
+    again_config, again = hpcm.read_weights(path)
+    assert again_config == config and all(torch.equal(again[k], weights[k]) for k in weights)
+    assert torch.load(path, weights_only=True)["format"] == "hpcm-tune-model"
+    trainer = hpcm.training_state(torch.load(trial_state_file, weights_only=True))
+    assert trainer is not None and trainer["finetune_config"]["lmbda"] > 0
+    assert hpcm.training_state(torch.load(path, weights_only=True)) is None
+    raw = torch.load(path, weights_only=True)
+    with pytest.raises(CheckpointError, match="version 2; expected 'hpcm-tune-model' version 1"):
+        hpcm.read_weights(dict(raw, version=2))
+
+
+def test_a_failed_checkpoint_write_leaves_the_earlier_file(tmp_path):
+    """A save that fails midway leaves the earlier file whole and no temporary file; a
+    folder that cannot be made is a WriteError (a full disk: tests/reliability)."""
+    from hpcm_tune.errors import WriteError
+
+    path = hpcm.write_checkpoint_file({"w": torch.ones(3)}, tmp_path / "state.pt")
+    before = path.read_bytes()
+    import pickle
+
+    with pytest.raises((AttributeError, pickle.PicklingError)):  # a bug, not a full disk
+        hpcm.write_checkpoint_file({"w": torch.ones(3), "f": lambda: 0}, path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with pytest.raises(WriteError, match=f"cannot write {blocker / 'state.pt'} "):
+        hpcm.write_checkpoint_file({"w": torch.ones(3)}, blocker / "state.pt")
+
+
 def test_project_checkpoints_given_as_official_say_so(trial_state_file, pretrained_tiny_path):
     with pytest.raises(CheckpointError, match="is a hpcm-tune training checkpoint") as err:
         load_official_checkpoint(trial_state_file, "base")
