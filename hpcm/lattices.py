@@ -33,7 +33,6 @@ __all__ = [
     "s3_step_masks",
     "s2_hyper",
     "s3_hyper",
-    "step_position_masks",
     "scale_labels",
 ]
 
@@ -232,17 +231,6 @@ def s3_hyper(params: Tensor) -> Tensor:
     """Hyperprior parameters with the s2 lattice (already coded) zeroed."""
     b, ch, h, w = params.shape
     return params.masked_fill(_s2_lattice_mask(ch, h, w).to(params.device), 0.0)
-
-
-def step_position_masks(channels: int, height: int, width: int) -> list[Tensor]:
-    """For each of the 11 coding steps, the boolean (C, H, W) mask of the y elements it codes."""
-    masks = []
-    for m in _s1_step_masks(channels, height // 4, width // 4):
-        masks.append(from_s2(from_s1(m[None].float()))[0].bool())
-    for m in _s2_step_masks(channels, height // 2, width // 2):
-        masks.append(from_s2(m[None].float())[0].bool())
-    masks.extend(_s3_step_masks(channels, height, width))
-    return masks
 
 
 def scale_labels(channels: int, height: int, width: int) -> torch.LongTensor:

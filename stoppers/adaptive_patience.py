@@ -14,13 +14,10 @@ checkpoints ``state_dict()`` together with the model weights, and reports
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
-import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import SCALES
@@ -49,25 +46,6 @@ def _check_rate(name: str, value: Any) -> float:
     if not math.isfinite(value) or value < 0:
         raise InputError(f"{name} must be finite and >= 0, got {value}")
     return float(value)
-
-
-def _atomic_write(path: str | os.PathLike[str], mode: str, write: Callable[[IO[Any]], None]) -> None:
-    """Write through a temp file in the target directory, then os.replace it.
-
-    A reader (or a crash mid-write) never sees a half-written file.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, mode) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 class AdaptivePatience:
@@ -202,11 +180,6 @@ class AdaptivePatience:
         }
 
     # --------------------------------------------------------------- read-only
-    @property
-    def last_epoch(self) -> int | None:
-        """The last epoch passed to :meth:`step`, or None before the first."""
-        return self._last_epoch
-
     @property
     def history(self) -> dict[str, list[tuple[int, float]]]:
         """Per scale, the (epoch, value) pairs it took (none after it stopped)."""
@@ -394,56 +367,6 @@ class AdaptivePatience:
             self._counter[s] = int(entry["counter"])
             self._patience[s] = int(entry["patience"])
             self._stop_epoch[s] = entry["stop_epoch"]
-
-    def save_history(self, path: str | os.PathLike[str]) -> None:
-        """Write the full state (config, histories, rates, patience, best, stops) as JSON.
-
-        The file is written atomically, so it can be refreshed every epoch.
-        """
-        payload = self.state_dict()
-        payload["all_stopped"] = self.should_stop()
-        _atomic_write(path, "w", lambda f: json.dump(payload, f, indent=1))
-
-    def plot_history(self, path: str | os.PathLike[str]) -> None:
-        """Save a PNG with one panel per scale: values, best epoch, stop epoch, patience."""
-        # Figure + its own Agg canvas: no pyplot, so no global backend switch
-        # and no figure leak in long-running workers.
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(6.5, 2.8 * len(self.scales)), constrained_layout=True)
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(len(self.scales), 1, squeeze=False)[:, 0]
-        for ax, scale in zip(axes, self.scales):
-            history = self._history[scale]
-            if history:
-                epochs, values = zip(*history)
-                ax.plot(epochs, values, color="tab:blue", label=f"{scale} loss")
-            best_epoch = self._best_epoch[scale]
-            if best_epoch is not None:
-                ax.axvline(best_epoch, color="tab:green", linestyle="--",
-                           label=f"best {self._best[scale]:.4g} @ {best_epoch}")
-            stop_epoch = self._stop_epoch[scale]
-            if stop_epoch is not None:
-                ax.axvline(stop_epoch, color="tab:red", linestyle=":", label=f"stopped @ {stop_epoch}")
-            handles, labels = ax.get_legend_handles_labels()
-            if self._patience_history[scale]:
-                twin = ax.twinx()
-                p_epochs, p_values = zip(*self._patience_history[scale])
-                twin.step(p_epochs, p_values, where="post", color="tab:gray", alpha=0.6,
-                          label="patience")
-                twin.set_ylabel("patience (epochs)")
-                more_handles, more_labels = twin.get_legend_handles_labels()
-                handles += more_handles
-                labels += more_labels
-            state = "stopped" if stop_epoch is not None else "running"
-            ax.set_title(f"scale {scale} ({state}, mode={self.mode})")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("loss" if self.mode == "min" else "metric")
-            if handles:
-                ax.legend(handles, labels, loc="best", fontsize="small")
-        fig.suptitle("Per-scale adaptive patience")
-        _atomic_write(path, "wb", lambda f: fig.savefig(f, format="png", dpi=100))
 
 
 def budget_settings(epochs: int) -> dict[str, Any]:

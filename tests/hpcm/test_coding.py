@@ -7,6 +7,7 @@ import torch
 
 import hpcm
 from hpcm import crop_padding, lattices, pad_to_multiple, scale_labels
+from tests.hpcm.helpers import step_position_masks
 
 
 def estimated_bits(model: hpcm.HPCM, x: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -68,7 +69,7 @@ def test_steps_code_the_labelled_positions(fitted_tiny, astronaut):
     assert [lvl for lvl, _ in seen] == [1, 1, 2, 2, 2, 3, 3, 3, 3, 3, 3]
     lift = {1: lambda m: lattices.from_s2(lattices.from_s1(m)), 2: lattices.from_s2, 3: lambda m: m}
     full = [lift[lvl](m)[0].bool() for lvl, m in seen]
-    assert all(torch.equal(a, b) for a, b in zip(full, lattices.step_position_masks(64, 8, 8)))
+    assert all(torch.equal(a, b) for a, b in zip(full, step_position_masks(64, 8, 8)))
     labels = scale_labels(64, 8, 8)
     for (lvl, _), m in zip(seen, full):
         assert bool((labels[m] == lvl).all())

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hpcm import lattices, scale_labels
+from tests.hpcm.helpers import step_position_masks
 
 
 def _official_style_extract(x: torch.Tensor, phases, step: int) -> torch.Tensor:
@@ -46,7 +47,7 @@ def test_extraction_matches_masked_select_order():
 
 def test_step_masks_partition_y_in_scale_order():
     ch, h, w = 64, 16, 16
-    steps = lattices.step_position_masks(ch, h, w)
+    steps = step_position_masks(ch, h, w)
     assert len(steps) == 11
     stacked = torch.stack(steps).int()
     assert torch.equal(stacked.sum(0), torch.ones(ch, h, w, dtype=torch.int))  # disjoint cover

@@ -352,42 +352,6 @@ def test_report_fields_keys_and_values():
     assert json.loads(json.dumps(fields)) is not None
 
 
-def test_save_history_writes_complete_json(tmp_path):
-    ap = AdaptivePatience()
-    for e in range(80):
-        ap.step(e, mixed_trace(e))
-    path = tmp_path / "history.json"
-    path.write_text("stale")
-    ap.save_history(path)
-    data = json.loads(path.read_text())
-    assert data["config"] == ap.config()
-    assert data["all_stopped"] == ap.should_stop()
-    for s in SCALES:
-        entry = data["scales"][s]
-        assert [tuple(p) for p in entry["history"]] == ap.history[s]
-        assert entry["best"] == ap.best[s] and entry["best_epoch"] == ap.best_epoch[s]
-        assert entry["stop_epoch"] == ap.stop_epoch[s] and entry["patience"] == ap.patience[s]
-        assert len(entry["patience_history"]) == len(entry["history"])
-    assert data["scales"]["s1"]["stop_epoch"] is not None
-    # Atomic write leaves no temp files behind.
-    assert [p.name for p in tmp_path.iterdir()] == ["history.json"]
-
-
-def test_plot_history_writes_png(tmp_path):
-    ap = AdaptivePatience()
-    for e in range(80):
-        ap.step(e, mixed_trace(e))
-    path = tmp_path / "convergence.png"
-    ap.plot_history(path)
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(data) > 20_000  # three panels with curves, not an empty canvas
-    assert [p.name for p in tmp_path.iterdir()] == ["convergence.png"]
-    # A fresh instance (nothing stepped) still plots.
-    AdaptivePatience().plot_history(tmp_path / "empty.png")
-    assert (tmp_path / "empty.png").read_bytes()[:4] == b"\x89PNG"
-
-
 @pytest.mark.parametrize("scale", [0.01, 1.0, 300.0])
 def test_relative_rule_takes_the_same_decisions_at_every_loss_scale(scale):
     # One relative setting, three loss magnitudes: the decisions depend on the shape only.
