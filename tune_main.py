@@ -502,7 +502,7 @@ def _sweep(address: str | None, dashboard: bool, fit, verbose: bool = False) -> 
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from trainables.sessions import LocalSession
+    from trainables.local_session import LocalSession
     from trainables.trial import run_trial
 
     _resolve_task(args)

@@ -31,7 +31,7 @@ def threaded_trainable(config: dict) -> None:
     """hpcm_trainable with the benchmark's torch thread count (Ray sets 1 per CPU otherwise)."""
     import torch
 
-    from trainables.sessions import hpcm_trainable
+    from trainables.tune_trainable import hpcm_trainable
 
     config = dict(config)
     torch.set_num_threads(config.pop("threads"))  # not a trial setting
@@ -51,7 +51,7 @@ def trial_config(args, checkpoint: str) -> dict:
 def direct_epochs(config: dict) -> list[float]:
     import torch
 
-    from trainables.sessions import LocalSession
+    from trainables.local_session import LocalSession
     from trainables.trial import run_trial
 
     class Timed(LocalSession):

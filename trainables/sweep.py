@@ -74,7 +74,7 @@ def trial_dirname(trial) -> str:
 def _trainable(options: SweepOptions):
     from ray import tune
 
-    from trainables.sessions import hpcm_trainable
+    from trainables.tune_trainable import hpcm_trainable
 
     return tune.with_resources(
         hpcm_trainable, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})

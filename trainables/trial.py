@@ -1,9 +1,10 @@
 """One fine-tune trial: FineTuner + per-scale AdaptivePatience + checkpoints + reports.
 
-``run_trial`` is the single code path of a sweep trial (``tune_trainable.hpcm_trainable``)
-and of ``tune_main.py finetune``; only the ``Session`` differs (Ray Tune's report/checkpoint
-or a local folder). The patience state is checkpointed together with the weights, so a
-trial restored after a crash replays exactly the decisions of an uninterrupted run.
+``run_trial`` is the single code path of a sweep trial (``hpcm_trainable`` in
+``trainables.tune_trainable``) and of ``tune_main.py finetune``; only the ``Session`` differs
+(Ray Tune's report/checkpoint, or a local folder: ``trainables.local_session``). The patience
+state is checkpointed together with the weights, so a trial restored after a crash replays
+exactly the decisions of an uninterrupted run.
 """
 
 from __future__ import annotations

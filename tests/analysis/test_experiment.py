@@ -55,8 +55,8 @@ def experiment(tmp_path_factory, photo_dirs, pretrained_tiny_path) -> Path:
 
     from stoppers import AllScalesStopper
     from trainables.console import ConsoleReporter
-    from trainables.sessions import hpcm_trainable
     from trainables.sweep import METRIC, MODE, SweepOptions, trial_dirname, write_marker
+    from trainables.tune_trainable import hpcm_trainable
 
     storage = tmp_path_factory.mktemp("results")
     trial = {"model": "tiny", "checkpoint": str(pretrained_tiny_path),

@@ -175,8 +175,8 @@ def diverged(cluster, photo_dirs, tmp_path_factory, pretrained_tiny_path):
     from ray import tune
 
     from stoppers import AllScalesStopper
-    from trainables.sessions import hpcm_trainable
     from trainables.sweep import METRIC, MODE, SweepOptions, trial_dirname, write_marker
+    from trainables.tune_trainable import hpcm_trainable
     from stoppers import budget_settings
 
     trial = {"model": "tiny", "checkpoint": str(pretrained_tiny_path),
