@@ -332,7 +332,7 @@ def test_finetune_resume_refuses_a_bad_trial_state(kind, tmp_path, capsys, photo
 def test_no_service_binds_beyond_localhost():
     """Every bind address in the project's code and cluster file is 127.0.0.1."""
     sources = [REPO / "tune_main.py", REPO / "cluster.yaml"]
-    for package in ("hpcm", "trainables", "stoppers", "search_spaces", "analysis"):
+    for package in ("hpcm_tune", "hpcm", "trainables", "stoppers", "search_spaces", "analysis"):
         sources += sorted((REPO / package).rglob("*.py"))
     for path in sources:
         text = path.read_text()
