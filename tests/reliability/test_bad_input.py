@@ -42,8 +42,9 @@ def _data(photo_dirs: Path) -> list[str]:
 
 
 def _finetune(out: Path, photo_dirs: Path, checkpoint, *extra: str) -> list[str]:
-    return ["finetune", "--checkpoint", str(checkpoint), *_data(photo_dirs), "--epochs", "1",
-            "--batch-size", "4", "--crops-per-image", "1", "--out", str(out), *extra]
+    return ["finetune", "--checkpoint", str(checkpoint), "--lmbda", "0.0483",
+            *_data(photo_dirs), "--epochs", "1", "--batch-size", "4", "--crops-per-image", "1",
+            "--out", str(out), *extra]
 
 
 # -- checkpoints ------------------------------------------------------------------------
@@ -221,7 +222,8 @@ def test_bad_numbers_are_one_line(args, message, capsys, tmp_path, photo_dirs,
                                   pretrained_tiny_path):
     if args[0] in ("run", "finetune"):
         args = args + ["--checkpoint", str(pretrained_tiny_path), *_data(photo_dirs),
-                       *(["--out", str(tmp_path / "ft")] if args[0] == "finetune" else [])]
+                       *(["--out", str(tmp_path / "ft")] if args[0] == "finetune" else []),
+                       *([] if "--lmbda" in args else ["--lmbda", "0.0483"])]
     assert message in cli_error(capsys, args)
     assert not (tmp_path / "ft").exists() and not (tmp_path / "results").exists()
 
@@ -434,8 +436,8 @@ def finished_finetune(tmp_path_factory, photo_dirs, pretrained_tiny_path) -> Pat
 
 
 def _finetune_at(out: Path, photo_dirs: Path, checkpoint, *extra: str) -> list[str]:
-    """A one-epoch fine-tune at the lambda of the pre-trained tiny."""
-    return _finetune(out, photo_dirs, checkpoint, "--lmbda", "0.0483", *extra)
+    """A one-epoch fine-tune at the lambda of the pre-trained tiny (``_finetune``'s)."""
+    return _finetune(out, photo_dirs, checkpoint, *extra)
 
 
 def _copy(out: Path, tmp_path: Path) -> Path:

@@ -33,7 +33,8 @@ sys.exit(tune_main.main(sys.argv[2:]))
 
 
 def _finetune(out: Path, photo_dirs: Path, checkpoint: Path, epochs: int) -> list[str]:
-    return ["finetune", "--checkpoint", str(checkpoint), "--train-dir", str(photo_dirs / "train"),
+    return ["finetune", "--checkpoint", str(checkpoint), "--lmbda", "0.0483",
+            "--train-dir", str(photo_dirs / "train"),
             "--val-dir", str(photo_dirs / "val"), "--epochs", str(epochs), "--batch-size", "4",
             "--crops-per-image", "1", "--out", str(out)]
 
@@ -85,8 +86,8 @@ def _run_at(address: str, photo_dirs: Path, tmp_path: Path,
     try:
         return subprocess.run(
             [sys.executable, str(REPO / "tune_main.py"), "run", "--address", address,
-             "--checkpoint", str(checkpoint), "--train-dir", str(photo_dirs / "train"),
-             "--storage-path", str(tmp_path / "results")],
+             "--checkpoint", str(checkpoint), "--lmbda", "0.0483",
+             "--train-dir", str(photo_dirs / "train"), "--storage-path", str(tmp_path / "results")],
             cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
             text=True, timeout=45)
     except subprocess.TimeoutExpired:
