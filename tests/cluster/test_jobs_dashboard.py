@@ -104,7 +104,7 @@ def job(head, tmp_path_factory, photo_dirs, pretrained_tiny_path):
     client = JobSubmissionClient(head["url"], headers=head["headers"])
     entrypoint = (
         f"{sys.executable} tune_main.py run --epochs 3 --num-samples 2 --preset seed-freeze "
-        f"--checkpoint {pretrained_tiny_path} --train-dir {photo_dirs / 'train'} "
+        f"--checkpoint {pretrained_tiny_path} --lmbda 0.0483 --train-dir {photo_dirs / 'train'} "
         f"--val-dir {photo_dirs / 'val'} --batch-size 4 --crops-per-image 2 "
         f"--storage-path {storage} --name jobs-sweep")
     submission_id = client.submit_job(

@@ -187,7 +187,8 @@ def test_a_trial_larger_than_any_node_is_refused_at_launch(cluster, tmp_path, ph
     # ... and through the CLI: exit status 2 and one line, long before any trial is PENDING.
     proc = subprocess.run(
         [sys.executable, str(REPO / "tune_main.py"), "run", "--address", cluster.address,
-         "--checkpoint", str(pretrained_tiny_path), "--train-dir", str(photo_dirs / "train"),
+         "--checkpoint", str(pretrained_tiny_path), "--lmbda", "0.0483",
+         "--train-dir", str(photo_dirs / "train"),
          "--val-dir", str(photo_dirs / "val"), "--epochs", "3", "--num-samples", "1",
          "--gpus-per-trial", "2", "--storage-path", str(tmp_path / "cli"), "--name", "too-big"],
         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,

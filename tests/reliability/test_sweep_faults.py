@@ -49,6 +49,7 @@ def connected(cluster):
 def _run_args(cluster, photo_dirs: Path, checkpoint: Path, storage: Path, name: str,
               *extra: str) -> list[str]:
     return ["run", "--address", cluster.address, "--checkpoint", str(checkpoint),
+            "--lmbda", "0.0483",
             "--train-dir", str(photo_dirs / "train"), "--val-dir", str(photo_dirs / "val"),
             "--batch-size", "4", "--crops-per-image", "1", "--epochs", "3",
             "--num-samples", "1", "--max-failures", "0", "--storage-path", str(storage),
