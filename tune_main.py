@@ -307,7 +307,9 @@ def _resolve_task(args: argparse.Namespace) -> None:
     if args.checkpoint is None and args.model == "tiny":
         from trainables.demo import DEMO_TASK, PRETRAINED_LMBDA
 
-        chosen = {k: v for k, v in DEMO_TASK.items() if getattr(args, k) is None}
+        wide = getattr(args, "wide_space", False)  # then base_lr is searched, never set
+        chosen = {k: v for k, v in DEMO_TASK.items()
+                  if getattr(args, k) is None and not (wide and k == "base_lr")}
         for key, value in chosen.items():
             setattr(args, key, value)
         log.info("demo task: derive a lower-rate tiny model, fine-tuning the pre-trained one "
@@ -381,8 +383,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.wide_space and args.base_lr is not None:
         raise UsageError("--wide-space searches base_lr: drop --base-lr (or --wide-space)")
     _resolve_task(args)
-    if args.wide_space:
-        args.base_lr = None
     _check_numbers(args)
     address = _ray_address(args)
     if address is None:

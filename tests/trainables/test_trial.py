@@ -21,21 +21,16 @@ def _files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def test_val_dir_alone_validates_on_it_and_trains_on_the_bundled_photos(photo_dirs, caplog):
+@pytest.mark.parametrize("given, missing", [("val", "train"), ("train", "val")])
+def test_each_folder_option_works_alone(given, missing, photo_dirs, caplog):
+    # The folder given is used; the other one is the bundled photos, and that is logged.
     with caplog.at_level(logging.INFO, logger="trainables.trial"):
-        train, val = _datasets(*_config(val_dir=str(photo_dirs / "val")))
-    assert sorted(p.name for p in val.paths) == _files(photo_dirs / "val")
-    assert list(train.paths) == bundled_photos("train")
-    assert any("no --train-dir: training on the bundled train photos" in r.getMessage()
-               for r in caplog.records)
-
-
-def test_train_dir_alone_trains_on_it_and_validates_on_the_bundled_photos(photo_dirs, caplog):
-    with caplog.at_level(logging.INFO, logger="trainables.trial"):
-        train, val = _datasets(*_config(train_dir=str(photo_dirs / "train")))
-    assert sorted(p.name for p in train.paths) == _files(photo_dirs / "train")
-    assert list(val.paths) == bundled_photos("val")
-    assert any("no --val-dir: validating on the bundled val photos" in r.getMessage()
+        datasets = dict(zip(("train", "val"), _datasets(*_config(
+            **{f"{given}_dir": str(photo_dirs / given)}))))
+    assert sorted(p.name for p in datasets[given].paths) == _files(photo_dirs / given)
+    assert list(datasets[missing].paths) == bundled_photos(missing)
+    verb = "training" if missing == "train" else "validating"
+    assert any(f"no --{missing}-dir: {verb} on the bundled {missing} photos" in r.getMessage()
                for r in caplog.records)
 
 
