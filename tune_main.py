@@ -21,11 +21,15 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analysis import cli as analysis_cli  # argparse only; heavy imports stay in the commands
 from hpcm_tune.errors import HpcmTuneError, InputError, UsageError
 from hpcm_tune.names import (FREEZE_STRATEGIES, SAMPLERS, SCHEDULERS, SEARCH_PRESETS,
                              SEARCHED_KNOBS)
+
+if TYPE_CHECKING:
+    from trainables.spec import TrialSpec
 
 COMMANDS = ("run", "resume", "finetune", "inspect-model", "evaluate", "analyze")
 log = logging.getLogger("hpcm-tune")
@@ -230,7 +234,11 @@ def _start_checkpoint(args: argparse.Namespace) -> tuple[str, str, str]:
     return str(path), "project", model.config.name
 
 
-def _trial_base(args: argparse.Namespace) -> dict:
+def _trial_spec(args: argparse.Namespace) -> TrialSpec:
+    """The trial settings of ``run`` and ``finetune``: the one place flags become a
+    ``TrialSpec``. Folders and the checkpoint are checked here, once, not in every trial."""
+    from trainables.spec import TrialSpec
+
     for name in ("train_dir", "val_dir"):
         folder = getattr(args, name)
         if folder is not None and not Path(folder).is_dir():
@@ -244,17 +252,18 @@ def _trial_base(args: argparse.Namespace) -> dict:
         raise UsageError("--lmbda is required with --checkpoint: the rate-distortion lambda "
                          "to fine-tune at (e.g. 0.0067 for HPCM_Base_0.0067)")
     _warn_large_validation_images(args, preset)
-    return {
-        "model": args.model, "checkpoint": checkpoint, "checkpoint_kind": kind,
+    # finetune's fixed knobs; run's are searched (base_lr too when given)
+    knobs = {k: getattr(args, k) for k in SEARCHED_KNOBS if getattr(args, k, None) is not None}
+    return TrialSpec.from_config({
+        "model": preset, "checkpoint": checkpoint, "checkpoint_kind": kind,
         "train_dir": args.train_dir and str(Path(args.train_dir).resolve()),
         "val_dir": args.val_dir and str(Path(args.val_dir).resolve()),
-        "max_side": args.max_side,
-        "lmbda": args.lmbda, "batch_size": args.batch_size, "crop_size": args.crop_size,
-        "crops_per_image": args.crops_per_image,
-        **({} if args.base_lr is None else {"base_lr": args.base_lr}),
-        "checkpoint_every": args.checkpoint_every, "keep_scale_best": args.keep_scale_best,
-        "stopper": _stopper_settings(args),
-    }
+        "max_side": args.max_side, "checkpoint_every": args.checkpoint_every,
+        "keep_scale_best": args.keep_scale_best, "stopper": _stopper_settings(args),
+        "lmbda": args.lmbda, "epochs": args.epochs, "seed": args.seed,
+        "batch_size": args.batch_size, "crop_size": args.crop_size,
+        "crops_per_image": args.crops_per_image, **knobs,
+    })
 
 
 def _warn_large_validation_images(args: argparse.Namespace, preset: str) -> None:
@@ -274,8 +283,7 @@ def _warn_large_validation_images(args: argparse.Namespace, preset: str) -> None
 
 def _fixed_config(args: argparse.Namespace) -> tuple[dict | None, list[float] | None]:
     """The validated --config / --lambdas of a run without search."""
-    from trainables.finetune import FineTuneConfig
-    from trainables.layer_lr import LayerLRConfig
+    from trainables.spec import TrialSpec
 
     if args.config is None:
         if args.lambdas:
@@ -289,7 +297,7 @@ def _fixed_config(args: argparse.Namespace) -> tuple[dict | None, list[float] | 
     if not isinstance(config, dict) or not set(config) <= set(SEARCHED_KNOBS):
         raise UsageError(f"--config {args.config} must be a JSON object with keys among "
                          f"{', '.join(SEARCHED_KNOBS)}")
-    FineTuneConfig(epochs=args.epochs, layer_lr=LayerLRConfig(**config))  # validates values
+    TrialSpec.from_config({**config, "epochs": args.epochs})  # validates the values
     lambdas = None
     if args.lambdas:
         try:
@@ -305,7 +313,8 @@ def _resolve_task(args: argparse.Namespace) -> None:
     """Fill the task settings left unset: the demo task's for the pre-trained tiny, the
     library's defaults otherwise (where there is a safe one); log what was chosen."""
     if args.checkpoint is None and args.model == "tiny":
-        from trainables.demo import DEMO_TASK, PRETRAINED_LMBDA
+        from trainables.demo import DEMO_TASK
+        from trainables.pretrain import PRETRAIN_RECIPE
 
         wide = getattr(args, "wide_space", False)  # then base_lr is searched, never set
         chosen = {k: v for k, v in DEMO_TASK.items()
@@ -313,7 +322,7 @@ def _resolve_task(args: argparse.Namespace) -> None:
         for key, value in chosen.items():
             setattr(args, key, value)
         log.info("demo task: derive a lower-rate tiny model, fine-tuning the pre-trained one "
-                 "(lambda %g) at lambda %g; demo settings used: %s", PRETRAINED_LMBDA,
+                 "(lambda %g) at lambda %g; demo settings used: %s", PRETRAIN_RECIPE.lmbda,
                  args.lmbda, chosen or "none (all given)")
         return
     if args.crops_per_image is None:
@@ -403,8 +412,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if fixed_config is None:
         _check_search(args)
     _check_storage(storage, args.optuna_storage)
-    trial = _trial_base(args)
-    if replace and Path(target) in Path(trial["checkpoint"]).parents:
+    trial = _trial_spec(args)
+    if replace and Path(target) in Path(trial.checkpoint).parents:
         raise UsageError(f"--checkpoint {args.checkpoint} lies inside the experiment that "
                          "--overwrite would replace; copy it elsewhere first or choose another "
                          "--name")
@@ -519,12 +528,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if not args.resume and (out / "latest").exists():
         raise UsageError(f"{out} already holds a fine-tune: pass --resume or another --out")
     _check_storage(str(out), None, flag="--out")
-    config = dict(
-        _trial_base(args), epochs=args.epochs, seed=args.seed, base_lr=args.base_lr,
-        context_lr_ratio=args.context_lr_ratio, freeze_strategy=args.freeze_strategy,
-        unfreeze_h_epoch=args.unfreeze_h_epoch,
-        unfreeze_context_epoch=args.unfreeze_context_epoch)
-    metrics = run_trial(config, LocalSession(out, resume=args.resume))
+    metrics = run_trial(_trial_spec(args), LocalSession(out, resume=args.resume))
     if not metrics:  # resumed at its epoch budget: nothing was run
         raise UsageError(f"--resume: the fine-tune in {out} already ran its {args.epochs} "
                          "epochs; pass a larger --epochs to continue it")

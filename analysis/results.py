@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcm_tune.errors import InputError
-from hpcm_tune.names import MARKER, SCALES, SEARCHED_KNOBS
+from hpcm_tune.names import MARKER, SCALES, searched_knobs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -192,7 +192,8 @@ def load_experiment(path: str | Path) -> Experiment:
         trial_rows.append(_trial_row(d, trial_id, config, history, info, options))
 
     trials = pd.DataFrame(trial_rows)
-    searched = [k for k in SEARCHED_KNOBS if k in trials and trials[k].notna().any()]
+    knobs = searched_knobs(options.get("wide_space", False), options.get("fixed_config"))
+    searched = [k for k in knobs if k in trials and trials[k].notna().any()]
     trials = _order_columns(trials, searched)
     _add_budget_columns(trials)
     epochs = (pd.concat(epoch_frames, ignore_index=True) if epoch_frames

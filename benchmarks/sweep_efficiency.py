@@ -16,8 +16,8 @@ it. Only the search differs:
   every trial at full budget;
 - random+fifo, tpe+fifo: Optuna's random sampler / our TPE, every trial at full budget;
 - tpe+stopper: TPE, the per-scale stopper ends converged trials;
-- tpe+asha: TPE, ASHA culls trials behind at a rung;
-- tpe+asha+stopper: TPE, ASHA and the per-scale stopper (the CLI's default).
+- tpe+asha: TPE, ASHA culls trials behind at a rung (the CLI's default);
+- tpe+asha+stopper: TPE, ASHA and the per-scale stopper (``--stopper budget``).
 
 Reference per seed: the best validation loss any method found. Per method and seed: the
 trial-epochs (and device-hours) spent, in the order the epochs were reported, until the
@@ -52,19 +52,19 @@ METHODS: dict[str, tuple[str, str, bool, str]] = {
     "tpe+asha": ("tpe", "asha", False, "optuna"),
     "tpe+asha+stopper": ("tpe", "asha", True, "optuna"),
 }
-DEFAULT_METHOD = "tpe+asha+stopper"
+DEFAULT_METHOD = "tpe+asha"  # the CLI's default: --sampler tpe --scheduler asha, no stopper
 WITHIN = 0.005
 
 
 def run_method(method: str, args, checkpoint: str, storage: str, seed: int) -> dict:
     """One sweep; returns its epoch reports in the order they were made, and its trials."""
     from stoppers import budget_settings
-    from trainables.demo import demo_trial
+    from trainables.demo import demo_spec
     from trainables.sweep import SweepOptions, run_sweep
 
     sampler, scheduler, stopper, preset = METHODS[method]
-    trial = demo_trial(checkpoint, crops_per_image=args.crops)
-    trial["stopper"] = budget_settings(args.epochs) if stopper else None
+    trial = demo_spec(checkpoint, crops_per_image=args.crops,
+                      stopper=budget_settings(args.epochs) if stopper else None)
     num_samples = 6 if method == "grid" else args.trials
     options = SweepOptions(name=f"{method}-{seed}", storage_path=storage, trial=trial,
                            epochs=args.epochs, num_samples=num_samples, preset=preset,

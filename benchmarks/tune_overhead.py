@@ -22,6 +22,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trainables.spec import TrialSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # bind 127.0.0.1, as the CLI
@@ -38,17 +42,16 @@ def threaded_trainable(config: dict) -> None:
     hpcm_trainable(config)
 
 
-def trial_config(args, checkpoint: str) -> dict:
-    never = args.epochs + 1  # patience longer than the budget: every run trains all epochs
-    return {"model": "tiny", "checkpoint": checkpoint, "checkpoint_kind": "project",
-            "train_dir": None, "val_dir": None, "lmbda": 0.0483, "batch_size": 8,
-            "crop_size": 128, "crops_per_image": args.crops, "checkpoint_every": 1,
-            "stopper": {"patience": never, "min_patience": never, "max_patience": never},
-            "epochs": args.epochs, "seed": 0, "base_lr": 1e-4, "context_lr_ratio": 0.1,
-            "freeze_strategy": "entropy", "threads": args.threads}
+def trial_spec(args, checkpoint: str) -> TrialSpec:
+    """The pre-trained tiny at its own lambda; no per-scale stopper: every run trains all
+    epochs."""
+    from trainables.spec import TrialSpec
+
+    return TrialSpec(model="tiny", checkpoint=checkpoint).replace(
+        lmbda=0.0483, crops_per_image=args.crops, epochs=args.epochs, seed=0)
 
 
-def direct_epochs(config: dict) -> list[float]:
+def direct_epochs(spec: TrialSpec, threads: int) -> list[float]:
     import torch
 
     from trainables.local_session import LocalSession
@@ -59,20 +62,19 @@ def direct_epochs(config: dict) -> list[float]:
             super().report(metrics, state)
             stamps.append(time.perf_counter())
 
-    config = dict(config)
-    torch.set_num_threads(config.pop("threads"))  # not a trial setting
+    torch.set_num_threads(threads)
     stamps: list[float] = []
     with tempfile.TemporaryDirectory(prefix="hpcm-overhead-") as out:
-        run_trial(config, Timed(Path(out), resume=False))
+        run_trial(spec, Timed(Path(out), resume=False))
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
-def tune_epochs(config: dict, storage: str, name: str) -> list[float]:
+def tune_epochs(spec: TrialSpec, threads: int, storage: str, name: str) -> list[float]:
     from ray import tune
 
     tuner = tune.Tuner(
-        tune.with_resources(threaded_trainable, {"cpu": config["threads"]}),
-        param_space=config,
+        tune.with_resources(threaded_trainable, {"cpu": threads}),
+        param_space={**spec.to_config(), "threads": threads},
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
     result = tuner.fit()[0]
@@ -100,7 +102,7 @@ def main() -> None:
         from trainables.pretrain import pretrained_tiny
 
         args.checkpoint = str(pretrained_tiny())
-    config = trial_config(args, str(Path(args.checkpoint).resolve()))
+    spec = trial_spec(args, str(Path(args.checkpoint).resolve()))
 
     import ray
 
@@ -112,8 +114,8 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="hpcm-overhead-tune-") as storage:
             for r in range(args.repeats):
-                direct += direct_epochs(config)
-                tuned += tune_epochs(config, storage, f"overhead-{r}")
+                direct += direct_epochs(spec, args.threads)
+                tuned += tune_epochs(spec, args.threads, storage, f"overhead-{r}")
     finally:
         ray.shutdown()
     d, t = statistics.median(direct), statistics.median(tuned)

@@ -22,6 +22,15 @@ SEARCHED_KNOBS: tuple[str, ...] = ("context_lr_ratio", "freeze_strategy", "unfre
 #: The searched knobs that only ``--wide-space`` adds.
 WIDE_KNOBS: tuple[str, ...] = ("base_lr", "h_multiplier")
 
+
+def searched_knobs(wide: bool, fixed_config: dict | None = None) -> tuple[str, ...]:
+    """The knobs a sweep sets per trial: its search space's (with or without
+    ``--wide-space``), or, for a sweep of one fixed config, that config's."""
+    if fixed_config is not None:
+        return tuple(fixed_config)
+    return SEARCHED_KNOBS if wide else tuple(k for k in SEARCHED_KNOBS if k not in WIDE_KNOBS)
+
+
 #: What is frozen while fine-tuning (``trainables.layer_lr``).
 FREEZE_STRATEGIES: tuple[str, ...] = ("none", "entropy", "progressive")
 #: The search presets: which configurations a sweep tries first (``search_spaces.presets``).

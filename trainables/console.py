@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from ray.tune import Callback
 
-from hpcm_tune.names import SCALES, SEARCHED_KNOBS, WIDE_KNOBS
+from hpcm_tune.names import SCALES, SEARCHED_KNOBS
 from stoppers.adaptive_patience import ALL_STOPPED_KEY
 
 log = logging.getLogger(__name__)
@@ -267,10 +267,7 @@ def with_console(options, callbacks: list | None, verbose: bool) -> list:
         return callbacks
     fixed = options.fixed_config is not None
     trials = len(options.lambdas or [None]) if fixed else options.num_samples
-    # base_lr and h_multiplier are searched only with --wide-space; otherwise constant.
-    searched = tuple(k for k in SEARCHED_KNOBS
-                     if options.wide_space or fixed or k not in WIDE_KNOBS)
-    knobs = searched + (("lmbda",) if options.lambdas else ())
+    knobs = options.searched + (("lmbda",) if options.lambdas else ())
     return [ConsoleReporter(epochs=options.epochs, trials=trials, knobs=knobs), *callbacks]
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainables.spec import TrialSpec
+
 # The settings of the demo task; every one can be overridden on the command line.
 DEMO_TASK: dict[str, Any] = {
     "lmbda": 0.0009,
@@ -25,13 +27,10 @@ DEMO_TASK: dict[str, Any] = {
     "crops_per_image": 6,
     "max_side": 256,
 }
-PRETRAINED_LMBDA = 0.0483  # trainables.pretrain.PRETRAIN_RECIPE.lmbda, kept import-free
 
 
-def demo_trial(checkpoint: str, **overrides: Any) -> dict[str, Any]:
-    """The constant part of a demo trial's config (as ``tune_main.py run`` builds it)."""
-    trial = {"model": "tiny", "checkpoint": checkpoint, "checkpoint_kind": "project",
-             "train_dir": None, "val_dir": None, "batch_size": 8, "crop_size": 128,
-             "checkpoint_every": 1, "keep_scale_best": False, **DEMO_TASK}
-    trial.update({k: v for k, v in overrides.items() if v is not None})
-    return trial
+def demo_spec(checkpoint: str, **changes: Any) -> TrialSpec:
+    """A demo trial (as ``tune_main.py run`` builds it without arguments) starting from
+    ``checkpoint``; ``changes`` are fields by their flat names (None: keep the demo's)."""
+    spec = TrialSpec(model="tiny", checkpoint=checkpoint).replace(**DEMO_TASK)
+    return spec.replace(**{k: v for k, v in changes.items() if v is not None})

@@ -19,7 +19,8 @@ from typing import Any
 
 from hpcm_tune.errors import HpcmTuneError
 from hpcm_tune.files import atomic_write
-from hpcm_tune.names import MARKER, SCALES, SEARCHED_KNOBS
+from hpcm_tune.names import MARKER, SCALES, searched_knobs
+from trainables.spec import TrialSpec
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ class SweepOptions:
 
     name: str
     storage_path: str
-    trial: dict[str, Any] = field(default_factory=dict)  # constant part of every trial config
+    # Every trial's settings; the sweep sets each one's epochs, seed and searched knobs.
+    trial: TrialSpec = field(default_factory=TrialSpec)
     epochs: int = 12
     num_samples: int = 8
     preset: str = "optuna"
@@ -59,6 +61,20 @@ class SweepOptions:
     @property
     def path(self) -> str:
         return join_storage(self.storage_path, self.name)
+
+    @property
+    def searched(self) -> tuple[str, ...]:
+        """The knobs this sweep sets per trial (``hpcm_tune.names.searched_knobs``)."""
+        return searched_knobs(self.wide_space, self.fixed_config)
+
+    def to_json(self) -> str:
+        """The marker's content: the trial in its flat form, as Tune shows it."""
+        return json.dumps({**asdict(self), "trial": self.trial.to_config()}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SweepOptions":
+        data = json.loads(text)
+        return cls(**{**data, "trial": TrialSpec.from_config(data.get("trial", {}))})
 
 
 def join_storage(storage_path: str, name: str) -> str:
@@ -149,26 +165,40 @@ def _optuna_search(options: SweepOptions):
     )
 
 
-def build_tuner(options: SweepOptions, callbacks: list | None = None, verbose: bool = False):
+def param_space(options: SweepOptions) -> dict[str, Any]:
+    """Tune's ``param_space``: every trial's settings in their flat form, the sweep's epoch
+    budget and seed; a fixed config's knobs (and its lambdas, a grid) or none of the searched
+    ones: those come from the searcher alone, so a knob the search leaves out (the unfreeze
+    epochs of a non-progressive trial) stays out of the trial's results."""
+    from ray import tune
+
+    trial = options.trial.replace(epochs=options.epochs, seed=options.seed)
+    if options.fixed_config is None:
+        return trial.to_config(leave_out=options.searched)
+    space = trial.replace(**options.fixed_config).to_config()
+    if options.lambdas:
+        space["lmbda"] = tune.grid_search(list(options.lambdas))
+    return space
+
+
+def build_tuner(options: SweepOptions, callbacks: list | None = None, verbose: bool = False,
+                searcher=None):
     """The Tuner of a new sweep (Ray must be initialised); ``callbacks`` are Tune callbacks.
-    Unless ``verbose``, Tune prints nothing and ``trainables.console`` a few lines per trial."""
+    Unless ``verbose``, Tune prints nothing and ``trainables.console`` a few lines per trial.
+    ``searcher``: a Tune searcher instead of the Optuna search (tests: given configs)."""
     from ray import tune
 
     from stoppers import AllScalesStopper
     from stoppers.scheduler import make_scheduler
     from trainables.console import tune_verbosity, with_console
 
-    param_space = dict(options.trial, epochs=options.epochs, seed=options.seed)
     if options.fixed_config is not None:
-        param_space.update(options.fixed_config)
-        if options.lambdas:
-            param_space["lmbda"] = tune.grid_search(list(options.lambdas))
-        searcher, num_samples = None, 1
+        searcher, num_samples = None, 1  # one trial, or one per lambda of the grid
     else:
-        searcher, num_samples = _optuna_search(options), options.num_samples
+        searcher, num_samples = searcher or _optuna_search(options), options.num_samples
     return tune.Tuner(
         _trainable(options),
-        param_space=param_space,
+        param_space=param_space(options),
         tune_config=tune.TuneConfig(
             search_alg=searcher, metric=METRIC, mode=MODE,
             scheduler=make_scheduler(options.scheduler, options.epochs),
@@ -193,7 +223,7 @@ def build_tuner(options: SweepOptions, callbacks: list | None = None, verbose: b
 
 
 def write_marker(options: SweepOptions) -> None:
-    path, content = options.path, json.dumps(asdict(options), indent=2).encode()
+    path, content = options.path, options.to_json().encode()
     if "://" in path:  # remote storage: Tune writes there, the marker goes through pyarrow
         import pyarrow.fs
 
@@ -214,18 +244,20 @@ def read_marker(path: str) -> SweepOptions:
         raise SweepError(f"{path} is not a hpcm-tune experiment (no {MARKER}); "
                          "give the folder that `tune_main.py run` printed")
     with fs.open_input_stream(f"{root}/{MARKER}") as f:
-        return SweepOptions(**json.loads(f.read().decode()))
+        return SweepOptions.from_json(f.read().decode())
 
 
-def run_sweep(options: SweepOptions, callbacks: list | None = None, verbose: bool = False):
-    """Start a new sweep and wait for it; returns Tune's ResultGrid."""
+def run_sweep(options: SweepOptions, callbacks: list | None = None, verbose: bool = False,
+              searcher=None):
+    """Start a new sweep and wait for it; returns Tune's ResultGrid (``build_tuner``'s
+    arguments)."""
     from trainables.console import quiet_tune
 
     check_resources(options)
     # Tune snapshots the experiment whenever a trial has saved num_to_keep checkpoints; with
     # short epochs that is often, and wanted (a driver crash loses less), so skip its warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    tuner = build_tuner(options, callbacks, verbose)
+    tuner = build_tuner(options, callbacks, verbose, searcher)
     write_marker(options)
     with quiet_tune(not verbose):
         return tuner.fit()
@@ -317,7 +349,7 @@ def summarize(results, options: SweepOptions) -> dict[str, Any]:
     if summary["trials"] > summary["errors"]:
         best = results.get_best_result(metric=METRIC, mode=MODE)
         summary["best_loss"] = best.metrics[METRIC]
-        summary["best_config"] = {k: v for k, v in best.config.items() if k in SEARCHED_KNOBS}
+        summary["best_config"] = {k: v for k, v in best.config.items() if k in options.searched}
         summary["best_scale_epochs"] = {
             s: best.metrics.get(f"patience/{s}/best_epoch") for s in SCALES}
         summary["best_trial_path"] = best.path

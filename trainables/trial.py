@@ -19,10 +19,10 @@ from typing import Any, Protocol
 import hpcm
 from hpcm_tune.errors import HpcmTuneError
 from hpcm_tune.names import SCALES, STATE_FILE
-from stoppers import AdaptivePatience, budget_settings, report_fields
+from stoppers import AdaptivePatience, report_fields
 from trainables.data import ImageFolderDataset, bundled_photos
-from trainables.finetune import FineTuneConfig, FineTuner, select_device
-from trainables.layer_lr import LayerLRConfig
+from trainables.finetune import FineTuner, select_device
+from trainables.spec import TrialSpec
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,8 @@ class ResumeMismatchError(HpcmTuneError, ValueError):
     """A resumed fine-tune was given settings that differ from the ones it ran with."""
 
 
-# The keys of a trial config that are neither FineTuneConfig nor LayerLRConfig fields.
-TRIAL_OPTIONS = ("model", "checkpoint", "checkpoint_kind", "train_dir", "val_dir", "max_side",
-                 "checkpoint_every", "keep_scale_best", "stopper")
-# Trial options that define what a trial's losses mean, saved with its state (besides the
-# FineTuneConfig the trainer state holds) and compared on resume.
+# The trial settings that define what a trial's losses mean, saved with its state (besides
+# the FineTuneConfig the trainer state holds) and compared on resume.
 RESUME_OPTIONS = ("checkpoint", "checkpoint_kind", "train_dir", "val_dir", "max_side")
 # How the settings are spelled on the command line, for the error message.
 FLAGS = {"lmbda": "--lmbda", "epochs": "--epochs", "batch_size": "--batch-size",
@@ -57,8 +54,7 @@ def _flat(config: dict, prefix: str = "") -> dict:
     return out
 
 
-def check_resume(state: dict, finetune: FineTuneConfig, options: dict,
-                 model_config: dict) -> None:
+def check_resume(state: dict, spec: TrialSpec, model_config: dict) -> None:
     """Refuse to continue a saved trial with settings that change what its losses mean (the
     lambda, crops, learning rates, freezing, data, start model): metrics.jsonl would mix two
     runs. A changed epoch budget is allowed and logged.
@@ -66,13 +62,13 @@ def check_resume(state: dict, finetune: FineTuneConfig, options: dict,
     Raises:
         ResumeMismatchError: naming every changed setting, its new and its saved value.
     """
-    trainer = state["trainer"]
+    trainer, finetune = state["trainer"], spec.finetune
     saved = _flat(trainer.get("finetune_config") or {})
     now = _flat(finetune.to_dict())
     saved_options = state.get("options")
     if saved_options is not None:
         saved.update({k: saved_options.get(k) for k in RESUME_OPTIONS})
-        now.update({k: options.get(k) for k in RESUME_OPTIONS})
+        now.update({k: getattr(spec, k) for k in RESUME_OPTIONS})
     else:
         log.warning("this trial state predates the saving of its data folders and start "
                     "checkpoint: only the fine-tuning settings are compared on resume")
@@ -106,76 +102,58 @@ class Session(Protocol):
     def report(self, metrics: dict[str, Any], state: dict | None) -> None: ...
 
 
-def trial_config(config: dict) -> tuple[FineTuneConfig, dict]:
-    """Split a flat Tune config into a FineTuneConfig and the trial options.
-
-    The searched knobs (``context_lr_ratio``, ``freeze_strategy``, unfreeze epochs, and
-    optionally ``base_lr`` / ``h_multiplier``) are top-level keys so they show up as
-    ``config/<name>`` columns in Tune's results.
-    """
-    lr_keys = LayerLRConfig.__dataclass_fields__.keys()
-    ft_keys = set(FineTuneConfig.__dataclass_fields__) - {"layer_lr"}
-    unknown = set(config) - set(lr_keys) - ft_keys - set(TRIAL_OPTIONS)
-    if unknown:  # a misspelt knob would otherwise train at its default without a word
-        raise ValueError(f"unknown trial config keys: {', '.join(sorted(unknown))}; known: "
-                         f"{', '.join(sorted({*lr_keys, *ft_keys, *TRIAL_OPTIONS}))}")
-    layer_lr = LayerLRConfig(**{k: config[k] for k in lr_keys if k in config})
-    finetune = FineTuneConfig(layer_lr=layer_lr, **{k: config[k] for k in ft_keys if k in config})
-    return finetune, config
-
-
-def start_model(config: dict) -> hpcm.HPCM:
+def start_model(spec: TrialSpec) -> hpcm.HPCM:
     """The model a trial starts from: a project checkpoint, an official one, or a preset."""
-    path = config.get("checkpoint")
-    if path is None:
-        return hpcm.create_model(config.get("model", "tiny"))
-    if config.get("checkpoint_kind", "project") == "official":
-        return hpcm.load_official_checkpoint(path, variant=config.get("model", "base"))
-    return hpcm.load_model(path)
+    if spec.checkpoint is None:
+        return hpcm.create_model(spec.model)
+    if spec.checkpoint_kind == "official":
+        return hpcm.load_official_checkpoint(spec.checkpoint, variant=spec.model)
+    return hpcm.load_model(spec.checkpoint)
 
 
-def _datasets(config: dict, finetune: FineTuneConfig):
+def _datasets(spec: TrialSpec) -> tuple[ImageFolderDataset, ImageFolderDataset]:
     """Training crops from ``train_dir`` and validation images from ``val_dir``; each one
     that is not given is the bundled photos of its split (logged)."""
-    for key, split in (("train_dir", "train"), ("val_dir", "val")):
-        if not config.get(key):
-            log.info("no --%s: %s on the bundled %s photos", key.replace("_", "-"),
+    for folder, flag, split in ((spec.train_dir, "train-dir", "train"),
+                                (spec.val_dir, "val-dir", "val")):
+        if not folder:
+            log.info("no --%s: %s on the bundled %s photos", flag,
                      "training" if split == "train" else "validating", split)
-    train = ImageFolderDataset(config.get("train_dir") or bundled_photos("train"), mode="train",
+    finetune = spec.finetune
+    train = ImageFolderDataset(spec.train_dir or bundled_photos("train"), mode="train",
                                crop_size=finetune.crop_size,
                                crops_per_image=finetune.crops_per_image, seed=finetune.seed)
-    val = ImageFolderDataset(config.get("val_dir") or bundled_photos("val"), mode="val",
-                             seed=finetune.seed, max_side=config.get("max_side"))
+    val = ImageFolderDataset(spec.val_dir or bundled_photos("val"), mode="val",
+                             seed=finetune.seed, max_side=spec.max_side)
     return train, val
 
 
-def stopper_settings(options: dict, epochs: int) -> dict[str, Any]:
-    """The per-scale stopper of a trial: ``options["stopper"]`` (settings), derived from the
-    epoch budget when absent; ``None`` turns stopping off (a patience beyond the budget)."""
-    settings = options.get("stopper", budget_settings(epochs))
-    if settings is None:
-        return {"patience": epochs + 1, "min_patience": epochs + 1, "max_patience": epochs + 1}
-    return settings
+def stopper_settings(spec: TrialSpec) -> dict[str, Any]:
+    """The per-scale stopper's settings; without any, a patience beyond the epoch budget."""
+    if spec.stopper is None:
+        never = spec.finetune.epochs + 1
+        return {"patience": never, "min_patience": never, "max_patience": never}
+    return spec.stopper
 
 
-def run_trial(config: dict, session: Session, gpu_ids: list | None = None,
+def run_trial(spec: TrialSpec, session: Session, gpu_ids: list | None = None,
               tags: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune until every scale has stopped or the epoch budget is spent.
 
     ``gpu_ids`` are the GPUs the scheduler assigned; ``tags`` are constant fields added to
     every report (e.g. the node). Returns the last reported metrics.
     """
-    finetune, options = trial_config(config)
+    finetune = spec.finetune
     device = select_device(gpu_ids)
-    train_set, val_set = _datasets(options, finetune)
-    tuner = FineTuner(start_model(options), finetune, train_set, val_set, device)
-    patience = AdaptivePatience(scales=SCALES, **stopper_settings(options, finetune.epochs))
+    train_set, val_set = _datasets(spec)
+    tuner = FineTuner(start_model(spec), finetune, train_set, val_set, device)
+    patience = AdaptivePatience(scales=SCALES, **stopper_settings(spec))
     best = {"loss": math.inf, "epoch": -1}
     scale_best_weights: dict[str, dict] = {}
 
     state = session.restore()
     if state is not None:
-        check_resume(state, finetune, options, dataclasses.asdict(tuner.model.config))
+        check_resume(state, spec, dataclasses.asdict(tuner.model.config))
         saved_stopper = state["patience"].get("config", {})
         if {"warmup_epochs": 0, "relative": False, **saved_stopper} != patience.config():
             # The stopper replays its decisions only with the settings it was saved with
@@ -189,8 +167,7 @@ def run_trial(config: dict, session: Session, gpu_ids: list | None = None,
         scale_best_weights = state.get("scale_best_weights", {})
         log.info("resumed at epoch %d", tuner.epoch)
 
-    every = int(options.get("checkpoint_every", 1))
-    keep_scale_best = bool(options.get("keep_scale_best", False))
+    every, keep_scale_best = spec.checkpoint_every, spec.keep_scale_best
     metrics: dict[str, Any] = {}
     first_epoch = tuner.epoch
     while tuner.epoch < finetune.epochs:
@@ -224,7 +201,7 @@ def run_trial(config: dict, session: Session, gpu_ids: list | None = None,
         state = None
         if save:
             state = {"trainer": tuner.state_dict(), "patience": patience.state_dict(),
-                     "best": best, "options": {k: options.get(k) for k in RESUME_OPTIONS}}
+                     "best": best, "options": {k: getattr(spec, k) for k in RESUME_OPTIONS}}
             if keep_scale_best:
                 state["scale_best_weights"] = scale_best_weights
         session.report(metrics, state)

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from trainables.spec import TrialSpec
 from trainables.trial import load_state, run_trial, save_state
 
 
@@ -40,7 +41,8 @@ class TuneSession:
 
 
 def hpcm_trainable(config: dict) -> None:
-    """Ray Tune function trainable: one HPCM fine-tune per trial."""
+    """Ray Tune function trainable: one HPCM fine-tune per trial (``config``: a
+    ``TrialSpec``'s flat form with the searched knobs)."""
     import ray
 
     # Worker processes start without logging set up; the device choice must be visible.
@@ -49,5 +51,5 @@ def hpcm_trainable(config: dict) -> None:
     context = ray.get_runtime_context()
     gpus = context.get_assigned_resources().get("GPU", 0)
     # Device-hours count a half-GPU trial as half a device; a CPU-only trial as one.
-    run_trial(config, TuneSession(), gpu_ids=ray.get_gpu_ids(),
+    run_trial(TrialSpec.from_config(config), TuneSession(), gpu_ids=ray.get_gpu_ids(),
               tags={"node_id": context.get_node_id(), "devices": gpus or 1})

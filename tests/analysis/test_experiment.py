@@ -17,6 +17,7 @@ import ray
 
 from analysis import load_experiment
 from analysis.cli import add_analyze_parser, add_evaluate_parser, cmd_analyze, cmd_evaluate
+from tests.fixed_configs import FixedConfigs
 from trainables.data import bundled_photos
 
 EPOCHS = 4
@@ -26,46 +27,19 @@ STOP_SLOW = dict(patience=50, min_patience=10, max_patience=200)
 CONSOLE = io.StringIO()  # what the sweep's quiet console printed (trainables.console)
 
 
-class FixedConfigs:
-    """A Tune searcher that suggests the given configs in order (built lazily: imports Ray)."""
-
-    @staticmethod
-    def create(configs: list[dict]):
-        from ray.tune.search import Searcher
-
-        from trainables.sweep import METRIC, MODE
-
-        class _Fixed(Searcher):
-            def __init__(self):
-                super().__init__(metric=METRIC, mode=MODE)
-                self.configs = [dict(c) for c in configs]
-
-            def suggest(self, trial_id):
-                return self.configs.pop(0) if self.configs else Searcher.FINISHED
-
-            def on_trial_complete(self, trial_id, result=None, error=False):
-                pass
-
-        return _Fixed()
-
-
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory, photo_dirs, pretrained_tiny_path) -> Path:
-    from ray import tune
-
-    from stoppers import AllScalesStopper
     from trainables.console import ConsoleReporter
-    from trainables.sweep import METRIC, MODE, SweepOptions, trial_dirname, write_marker
-    from trainables.tune_trainable import hpcm_trainable
+    from trainables.spec import TrialSpec
+    from trainables.sweep import SweepOptions, run_sweep
 
     storage = tmp_path_factory.mktemp("results")
-    trial = {"model": "tiny", "checkpoint": str(pretrained_tiny_path),
-             "checkpoint_kind": "project", "train_dir": str(photo_dirs / "train"),
-             "val_dir": str(photo_dirs / "val"), "lmbda": 0.0483, "batch_size": 4,
-             "crop_size": 128, "crops_per_image": 2, "checkpoint_every": 1,
-             "keep_scale_best": False, "stopper": STOP_SLOW}
+    trial = TrialSpec(model="tiny", checkpoint=str(pretrained_tiny_path),
+                      train_dir=str(photo_dirs / "train"), val_dir=str(photo_dirs / "val"),
+                      stopper=STOP_SLOW).replace(lmbda=0.0483, batch_size=4, crops_per_image=2)
     options = SweepOptions(name="analysis", storage_path=str(storage), trial=trial,
-                           epochs=EPOCHS, num_samples=3, preset="test", max_failures=0)
+                           epochs=EPOCHS, num_samples=3, preset="test", max_failures=0,
+                           scheduler="fifo")
     points = [
         {"freeze_strategy": "entropy", "context_lr_ratio": 0.1, "stopper": STOP_FAST},
         {"freeze_strategy": "progressive", "context_lr_ratio": 0.5, "unfreeze_h_epoch": 1,
@@ -75,21 +49,9 @@ def experiment(tmp_path_factory, photo_dirs, pretrained_tiny_path) -> Path:
     ]
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     try:
-        tuner = tune.Tuner(
-            tune.with_resources(hpcm_trainable, {"cpu": 1}),
-            param_space=dict(trial, epochs=EPOCHS, seed=0),
-            tune_config=tune.TuneConfig(
-                search_alg=FixedConfigs.create(points),
-                metric=METRIC, mode=MODE, num_samples=3, trial_dirname_creator=trial_dirname),
-            run_config=tune.RunConfig(
-                name=options.name, storage_path=options.storage_path,
-                stop=AllScalesStopper(), failure_config=tune.FailureConfig(max_failures=0),
-                callbacks=[ConsoleReporter(epochs=EPOCHS, stream=CONSOLE)],
-                checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=1, checkpoint_score_attribute="loss",
-                    checkpoint_score_order="min")))
-        write_marker(options)
-        results = tuner.fit()
+        # verbose: no console of its own; this test's reporter writes to CONSOLE instead
+        results = run_sweep(options, callbacks=[ConsoleReporter(epochs=EPOCHS, stream=CONSOLE)],
+                            verbose=True, searcher=FixedConfigs.create(points))
         assert len(results) == 3 and len(results.errors) == 1
     finally:
         ray.shutdown()

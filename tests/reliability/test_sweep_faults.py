@@ -173,34 +173,22 @@ def diverged(cluster, photo_dirs, tmp_path_factory, pretrained_tiny_path):
     validation loss NaN in its first epoch (measured; no fault is injected). Measured on a
     2-core EPYC: finite up to base_lr 0.5, NaN from 1.0; 100 leaves a wide margin for other
     CPUs' floating-point paths and their own pre-trained tiny."""
-    from ray import tune
-
-    from stoppers import AllScalesStopper
-    from trainables.sweep import METRIC, MODE, SweepOptions, trial_dirname, write_marker
-    from trainables.tune_trainable import hpcm_trainable
     from stoppers import budget_settings
+    from tests.fixed_configs import FixedConfigs
+    from trainables.spec import TrialSpec
+    from trainables.sweep import SweepOptions, run_sweep
 
-    trial = {"model": "tiny", "checkpoint": str(pretrained_tiny_path),
-             "checkpoint_kind": "project", "train_dir": str(photo_dirs / "train"),
-             "val_dir": str(photo_dirs / "val"), "lmbda": 0.0483, "batch_size": 4,
-             "crop_size": 128, "crops_per_image": 1, "checkpoint_every": 1,
-             "stopper": dict(budget_settings(3), patience=1, min_patience=1)}
+    trial = TrialSpec(model="tiny", checkpoint=str(pretrained_tiny_path),
+                      train_dir=str(photo_dirs / "train"), val_dir=str(photo_dirs / "val"),
+                      stopper=dict(budget_settings(3), patience=1, min_patience=1)).replace(
+        lmbda=0.0483, batch_size=4, crops_per_image=1, context_lr_ratio=0.1,
+        freeze_strategy="none")
     options = SweepOptions(name="diverge", storage_path=str(tmp_path_factory.mktemp("nan")),
-                           trial=trial, epochs=3, num_samples=1, max_failures=0)
-    # The trainable and resources of trainables.sweep, so `resume` restores it as its own.
-    trainable = tune.with_resources(hpcm_trainable, {"cpu": 1, "gpu": 0})
-    tuner = tune.Tuner(
-        trainable,
-        param_space=dict(trial, epochs=3, seed=0, context_lr_ratio=0.1,
-                         freeze_strategy="none", base_lr=tune.grid_search([1e-4, 100.0])),
-        tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, max_concurrent_trials=2,
-                                    trial_dirname_creator=trial_dirname),
-        run_config=tune.RunConfig(name=options.name, storage_path=options.storage_path,
-                                  stop=AllScalesStopper(),
-                                  failure_config=tune.FailureConfig(max_failures=0)))
-    write_marker(options)
+                           trial=trial, epochs=3, num_samples=2, max_failures=0,
+                           max_concurrent=2, scheduler="fifo")
     with connected(cluster):
-        results = tuner.fit()
+        results = run_sweep(options, searcher=FixedConfigs.create(
+            [{"base_lr": 1e-4}, {"base_lr": 100.0}]))
     return options, results
 
 

@@ -22,6 +22,7 @@ from ray.cluster_utils import Cluster
 from ray.tune import Callback
 
 from stoppers import AdaptivePatience, budget_settings
+from trainables.spec import TrialSpec
 from trainables.sweep import SweepOptions, resume_sweep, run_sweep, summarize
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,12 +45,9 @@ def cluster():
 
 
 def _options(tmp_path, photo_dirs, checkpoint, name, **overrides) -> SweepOptions:
-    trial = {
-        "model": "tiny", "checkpoint": str(checkpoint), "checkpoint_kind": "project",
-        "train_dir": str(photo_dirs / "train"), "val_dir": str(photo_dirs / "val"),
-        "lmbda": 0.0483, "batch_size": 4, "crop_size": 128, "crops_per_image": 2,
-        "checkpoint_every": 1, "keep_scale_best": False, "stopper": STOPPER,
-    }
+    trial = TrialSpec(model="tiny", checkpoint=str(checkpoint),
+                      train_dir=str(photo_dirs / "train"), val_dir=str(photo_dirs / "val"),
+                      stopper=STOPPER).replace(lmbda=0.0483, batch_size=4, crops_per_image=2)
     values = dict(name=name, storage_path=str(tmp_path / "results"), trial=trial,
                   epochs=EPOCHS, num_samples=3, preset="seed-freeze", seed=0,
                   cpus_per_trial=1, gpus_per_trial=0.5, max_failures=2, scheduler="fifo")
@@ -188,8 +186,8 @@ def test_killed_driver_resumes_with_the_same_stop_epochs(
     _, expected = reference
     options = _options(tmp_path, photo_dirs, pretrained_tiny_path, "killed-driver")
     args = [sys.executable, str(REPO / "tune_main.py"), "run", "--address", cluster.address,
-            "--checkpoint", str(pretrained_tiny_path), "--train-dir", options.trial["train_dir"],
-            "--val-dir", options.trial["val_dir"], "--lmbda", "0.0483", "--batch-size", "4",
+            "--checkpoint", str(pretrained_tiny_path), "--train-dir", options.trial.train_dir,
+            "--val-dir", options.trial.val_dir, "--lmbda", "0.0483", "--batch-size", "4",
             "--crops-per-image", "2", "--epochs", str(EPOCHS), "--num-samples", "3",
             "--preset", "seed-freeze", "--gpus-per-trial", "0.5",
             "--storage-path", options.storage_path, "--name", options.name,
