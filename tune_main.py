@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from analysis import cli as analysis_cli  # argparse only; heavy imports stay in the commands
 from hpcm_tune.errors import HpcmTuneError, InputError, UsageError
+from hpcm_tune.files import is_uri, location
 from hpcm_tune.names import (FREEZE_STRATEGIES, SAMPLERS, SCHEDULERS, SEARCH_PRESETS,
                              SEARCHED_KNOBS)
 
@@ -363,7 +364,7 @@ def _check_storage(storage: str, optuna_storage: str | None,
     """Fail before any work when results or the Optuna study cannot be written."""
     import os
 
-    if "://" not in storage:
+    if not is_uri(storage):
         folder = Path(storage)
         while not folder.exists():  # probe the nearest existing folder; create nothing yet
             folder = folder.parent
@@ -377,15 +378,9 @@ def _check_storage(storage: str, optuna_storage: str | None,
             raise UsageError(f"cannot write results to {flag} {storage}: "
                              f"{exc.strerror or exc}") from exc
     if optuna_storage:
-        import optuna
-        import sqlalchemy.exc
+        from trainables.sweep import open_optuna_storage
 
-        try:
-            optuna.storages.RDBStorage(optuna_storage)
-        except (ValueError, ImportError, sqlalchemy.exc.SQLAlchemyError) as exc:
-            raise UsageError(f"cannot open --optuna-storage {optuna_storage}: "
-                             f"{str(exc).splitlines()[0]}; give a writable URL such as "
-                             "sqlite:///study.db") from exc
+        open_optuna_storage(optuna_storage)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -401,10 +396,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from trainables.tracking import tracking_callbacks
 
     name = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
-    storage = args.storage_path if "://" in args.storage_path else str(
-        Path(args.storage_path).resolve())
+    storage = location(args.storage_path)
     target = join_storage(storage, name)
-    replace = "://" not in target and Path(target).exists()
+    replace = not is_uri(target) and Path(target).exists()
     if replace and not args.overwrite:
         raise UsageError(f"experiment {target} already exists: choose another --name, "
                          "`resume` it, or pass --overwrite")
@@ -480,8 +474,8 @@ def _check_search(args: argparse.Namespace) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    path = str(Path(args.path).resolve()) if "://" not in args.path else args.path
-    if "://" not in path:
+    path = location(args.path)
+    if not is_uri(path):
         if not Path(path).exists():
             raise UsageError(f"{args.path} does not exist; give the experiment folder that "
                              "`tune_main.py run` printed")

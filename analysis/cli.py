@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from hpcm_tune.errors import UsageError
+from hpcm_tune.files import is_uri
 
 CODEC_NAMES = ("jpeg", "webp", "avif", "hevc")
 
@@ -86,7 +87,7 @@ def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.report import write_report
 
-    if "://" in args.path:
+    if is_uri(args.path):
         raise UsageError(f"{args.path}: analyze reads a local folder; copy the experiment "
                          "from remote storage first")
     result = write_report(args.path, out=args.out, evaluation=args.evaluation)

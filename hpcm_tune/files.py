@@ -1,4 +1,5 @@
-"""The one way the project writes a file: complete or not at all (``atomic_write``)."""
+"""The one way the project writes a file: complete or not at all (``atomic_write``); and
+where results go: a local folder or a storage URI (``is_uri``, ``location``)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,13 @@ def _free_space(folder: Path) -> str:
         return f"; {shutil.disk_usage(folder).free / 2**20:.0f} MiB free there"
     except OSError:
         return ""
+
+
+def is_uri(path: str) -> bool:
+    """A storage URI (``s3://``, ``gs://``, ``file://``...) rather than a local path."""
+    return "://" in path
+
+
+def location(path: str) -> str:
+    """A storage URI as given; a local path made absolute (Ray workers run elsewhere)."""
+    return path if is_uri(path) else str(Path(path).expanduser().resolve())

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcm_tune.errors import HpcmTuneError
-from hpcm_tune.files import atomic_write
+from hpcm_tune.files import atomic_write, is_uri, location
 from hpcm_tune.names import MARKER, SCALES, searched_knobs
 from trainables.spec import TrialSpec
 
@@ -78,7 +78,7 @@ class SweepOptions:
 
 
 def join_storage(storage_path: str, name: str) -> str:
-    return f"{storage_path.rstrip('/')}/{name}" if "://" in storage_path else str(
+    return f"{storage_path.rstrip('/')}/{name}" if is_uri(storage_path) else str(
         Path(storage_path) / name)
 
 
@@ -141,21 +141,28 @@ def check_resources(options: SweepOptions) -> None:
             "--cpus-per-trial/--gpus-per-trial or add bigger nodes")
 
 
-def _optuna_search(options: SweepOptions):
-    """OptunaSearch over the fine-tuning space, warm-started with the preset's points."""
+def open_optuna_storage(url: str):
+    """The Optuna study storage at ``url`` (an RDB URL such as ``sqlite:///study.db``).
+
+    Raises:
+        SweepError: it cannot be opened (the first line of the reason, and what to give).
+    """
     import optuna
     import sqlalchemy.exc
 
+    try:
+        return optuna.storages.RDBStorage(url)
+    except (ValueError, ImportError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        raise SweepError(f"cannot open --optuna-storage {url}: {str(exc).splitlines()[0]}; "
+                         "give a writable URL such as sqlite:///study.db") from exc
+
+
+def _optuna_search(options: SweepOptions):
+    """OptunaSearch over the fine-tuning space, warm-started with the preset's points."""
     from search_spaces import FineTuneSpace, make_sampler, preset_points
     from trainables.optuna_search import ResumableOptunaSearch
 
-    storage = None
-    if options.optuna_storage:
-        try:
-            storage = optuna.storages.RDBStorage(options.optuna_storage)
-        except (ValueError, ImportError, sqlalchemy.exc.SQLAlchemyError) as exc:
-            raise SweepError(f"cannot open the Optuna storage {options.optuna_storage!r}: "
-                             f"{exc}. Give a writable URL such as sqlite:///study.db") from exc
+    storage = open_optuna_storage(options.optuna_storage) if options.optuna_storage else None
     return ResumableOptunaSearch(
         space=FineTuneSpace(max_epochs=options.epochs, wide=options.wide_space),
         metric=METRIC, mode=MODE,
@@ -224,7 +231,7 @@ def build_tuner(options: SweepOptions, callbacks: list | None = None, verbose: b
 
 def write_marker(options: SweepOptions) -> None:
     path, content = options.path, options.to_json().encode()
-    if "://" in path:  # remote storage: Tune writes there, the marker goes through pyarrow
+    if is_uri(path):  # remote storage: Tune writes there, the marker goes through pyarrow
         import pyarrow.fs
 
         fs, root = pyarrow.fs.FileSystem.from_uri(path)
@@ -239,7 +246,7 @@ def read_marker(path: str) -> SweepOptions:
     """The options of the experiment at ``path`` (a folder or an s3:// / gs:// URI)."""
     import pyarrow.fs
 
-    fs, root = pyarrow.fs.FileSystem.from_uri(path if "://" in path else str(Path(path).resolve()))
+    fs, root = pyarrow.fs.FileSystem.from_uri(location(path))
     if fs.get_file_info(f"{root}/{MARKER}").type != pyarrow.fs.FileType.File:
         raise SweepError(f"{path} is not a hpcm-tune experiment (no {MARKER}); "
                          "give the folder that `tune_main.py run` printed")
@@ -272,7 +279,7 @@ def resume_sweep(path: str, retry_errored: bool = False, verbose: bool = False):
     options = read_marker(path)
     if not tune.Tuner.can_restore(path):
         raise SweepError(f"{path} holds no Tune experiment state to resume from")
-    if "://" not in path:
+    if not is_uri(path):
         repair_torn_state(Path(path), options.name)
     log.warning("resuming unpickles the experiment state in %s: only resume folders "
                 "you created yourself", path)

@@ -94,3 +94,12 @@ def test_a_folder_that_cannot_be_created_is_a_write_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(WriteError, match=f"cannot write {blocker / 'sub' / 'x.bin'} "):
         atomic_write(blocker / "sub" / "x.bin", b"data")
+
+
+def test_location_keeps_uris_and_makes_local_paths_absolute(tmp_path, monkeypatch):
+    from hpcm_tune.files import is_uri, location
+
+    monkeypatch.chdir(tmp_path)
+    assert location("s3://bucket/results") == "s3://bucket/results"
+    assert location("results") == str(tmp_path / "results")
+    assert is_uri("gs://b/x") and not is_uri("results/x") and not is_uri("/abs/x")
