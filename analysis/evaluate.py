@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import MARKER, STATE_FILE
+from hpcm_tune.tune_files import (PARAMS_FILE, checkpoint_at, checkpoint_dirs, per_epoch,
+                                  read_params, read_results)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,16 +71,14 @@ def find_experiment(path: Path) -> Path | None:
 
 def _trial_folder_checkpoint(trial_dir: Path) -> Path:
     """The best checkpoint of a Tune trial folder (the latest if the best was not kept)."""
-    from analysis.results import _checkpoint_at, _history, _read_results
+    from analysis.results import best_loss_epoch
 
-    history = _history(_read_results(trial_dir / "result.json"))
-    finite = [(h["loss"], h["epoch"]) for h in history
-              if isinstance(h.get("loss"), (int, float)) and math.isfinite(h["loss"])]
-    if finite:
-        best = _checkpoint_at(trial_dir, history, min(finite)[1])
-        if best and (Path(best) / STATE_FILE).is_file():
-            return Path(best) / STATE_FILE
-    found = sorted(trial_dir.glob(f"checkpoint_*/{STATE_FILE}"))
+    history = per_epoch(read_results(trial_dir))
+    loss, epoch = best_loss_epoch(history)
+    best = checkpoint_at(trial_dir, history, epoch) if math.isfinite(loss) else None
+    if best is not None and (best / STATE_FILE).is_file():
+        return best / STATE_FILE
+    found = [c / STATE_FILE for c in checkpoint_dirs(trial_dir) if (c / STATE_FILE).is_file()]
     if not found:
         raise InputError(f"{trial_dir}: a trial folder without any checkpoint_*/{STATE_FILE}")
     return found[-1]
@@ -99,7 +99,7 @@ def resolve_checkpoint(given: str | Path, official: str | None = None) -> Checkp
     if path.is_dir():
         if (path / STATE_FILE).is_file():
             trial_dir, path = path.parent, path / STATE_FILE
-        elif (path / "params.json").is_file():
+        elif (path / PARAMS_FILE).is_file():
             trial_dir, path = path, _trial_folder_checkpoint(path)
         elif (path / "best.pt").is_file():  # a finetune --out folder: its best epoch
             path = path / "best.pt"
@@ -121,18 +121,12 @@ def resolve_checkpoint(given: str | Path, official: str | None = None) -> Checkp
     if official:
         info.kind, info.variant = "official", official
     params = {}
-    if trial_dir is not None and (trial_dir / "params.json").is_file():
-        params = json.loads((trial_dir / "params.json").read_text())
+    if trial_dir is not None and (trial_dir / PARAMS_FILE).is_file():
+        params = read_params(trial_dir)
         exp = find_experiment(trial_dir)
         info.experiment = str(exp) if exp else None
-        result = trial_dir / "result.json"
-        if result.is_file():
-            first = result.read_text().split("\n", 1)[0]
-            try:
-                info.trial_id = json.loads(first).get("trial_id")
-            except ValueError:
-                pass
-        info.trial_id = info.trial_id or trial_dir.name
+        rows = read_results(trial_dir)
+        info.trial_id = (rows[0].get("trial_id") if rows else None) or trial_dir.name
         info.label = f"{info.trial_id}/{path.parent.name}"
     if params:
         info.lmbda = params.get("lmbda")
