@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import MARKER, STATE_FILE
+from hpcm_tune.tune_files import (PARAMS_FILE, checkpoint_at, checkpoint_dirs, per_epoch,
+                                  read_params, read_results)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,16 +71,14 @@ def find_experiment(path: Path) -> Path | None:
 
 def _trial_folder_checkpoint(trial_dir: Path) -> Path:
     """The best checkpoint of a Tune trial folder (the latest if the best was not kept)."""
-    from analysis.results import _checkpoint_at, _history, _read_results
+    from analysis.results import best_loss_epoch
 
-    history = _history(_read_results(trial_dir / "result.json"))
-    finite = [(h["loss"], h["epoch"]) for h in history
-              if isinstance(h.get("loss"), (int, float)) and math.isfinite(h["loss"])]
-    if finite:
-        best = _checkpoint_at(trial_dir, history, min(finite)[1])
-        if best and (Path(best) / STATE_FILE).is_file():
-            return Path(best) / STATE_FILE
-    found = sorted(trial_dir.glob(f"checkpoint_*/{STATE_FILE}"))
+    history = per_epoch(read_results(trial_dir))
+    loss, epoch = best_loss_epoch(history)
+    best = checkpoint_at(trial_dir, history, epoch) if math.isfinite(loss) else None
+    if best is not None and (best / STATE_FILE).is_file():
+        return best / STATE_FILE
+    found = [c / STATE_FILE for c in checkpoint_dirs(trial_dir) if (c / STATE_FILE).is_file()]
     if not found:
         raise InputError(f"{trial_dir}: a trial folder without any checkpoint_*/{STATE_FILE}")
     return found[-1]
@@ -99,7 +99,7 @@ def resolve_checkpoint(given: str | Path, official: str | None = None) -> Checkp
     if path.is_dir():
         if (path / STATE_FILE).is_file():
             trial_dir, path = path.parent, path / STATE_FILE
-        elif (path / "params.json").is_file():
+        elif (path / PARAMS_FILE).is_file():
             trial_dir, path = path, _trial_folder_checkpoint(path)
         elif (path / "best.pt").is_file():  # a finetune --out folder: its best epoch
             path = path / "best.pt"
@@ -121,18 +121,12 @@ def resolve_checkpoint(given: str | Path, official: str | None = None) -> Checkp
     if official:
         info.kind, info.variant = "official", official
     params = {}
-    if trial_dir is not None and (trial_dir / "params.json").is_file():
-        params = json.loads((trial_dir / "params.json").read_text())
+    if trial_dir is not None and (trial_dir / PARAMS_FILE).is_file():
+        params = read_params(trial_dir)
         exp = find_experiment(trial_dir)
         info.experiment = str(exp) if exp else None
-        result = trial_dir / "result.json"
-        if result.is_file():
-            first = result.read_text().split("\n", 1)[0]
-            try:
-                info.trial_id = json.loads(first).get("trial_id")
-            except ValueError:
-                pass
-        info.trial_id = info.trial_id or trial_dir.name
+        rows = read_results(trial_dir)
+        info.trial_id = (rows[0].get("trial_id") if rows else None) or trial_dir.name
         info.label = f"{info.trial_id}/{path.parent.name}"
     if params:
         info.lmbda = params.get("lmbda")
@@ -283,36 +277,76 @@ def run_evaluation(checkpoints: list[str], data: str | None = None, out: str | N
     (``analyze`` reads it for its BD-rates). ``max_side`` downsizes larger images."""
     import pandas as pd
 
-    from analysis import bd
     from analysis import codecs as codec_mod
-    from trainables.data import large_image_warning
 
     if not checkpoints:
         raise InputError("give at least one CHECKPOINT")
     out_dir = Path(out) if out else default_out(checkpoints[0])
+    earlier = _earlier_evaluation(out_dir, overwrite)
+    codecs, skipped = _available_codecs(codecs)
+    infos = [resolve_checkpoint(c, official) for c in checkpoints]
+    starts = _start_infos(infos, baselines, official)
+    images = load_images(data, max_images, max_side)
+
+    per_image = _evaluate_checkpoints({CURVE: infos, START: starts}, images)
+    points = rd_points(per_image, ["curve", "label", "checkpoint", "lmbda"])
+    anchors_img = pd.DataFrame()
+    if codecs:
+        anchors_img, anchor_points = _codec_anchors(images, codecs)
+        points = pd.concat([points, anchor_points], ignore_index=True)
+    meta = {"checkpoints": [asdict(i) for i in infos], "starts": [asdict(s) for s in starts],
+            "images": {n: list(img.shape[-2:]) for n, img in images.items()},
+            "data": str(Path(data).resolve()) if data else "bundled validation photos",
+            "max_side": max_side,
+            "codecs": {c: codec_mod.CODECS[c].note for c in codecs}, "skipped_codecs": skipped,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    result = {"out": out_dir, "per_image": per_image, "points": points,
+              "bd": bd_against_anchors(points, [START, *codecs]),
+              "deltas": _start_deltas(points), "meta": meta}
+    _write_evaluation(result, anchors_img, earlier, plot)
+    return result
+
+
+def _earlier_evaluation(out_dir: Path, overwrite: bool) -> list[str]:
+    """The files of an earlier evaluation in ``out_dir`` (to replace only if ``overwrite``)."""
     earlier = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
     if earlier and not overwrite:
         raise InputError(f"{out_dir} already holds an evaluation ({', '.join(earlier[:3])}"
                          f"{', ...' if len(earlier) > 3 else ''}); pass --overwrite to replace "
                          "it, or --out another folder")
-    codecs = list(codecs if codecs is not None else codec_mod.CODECS)
-    skipped = {}
-    for name in list(codecs):
+    return earlier
+
+
+def _available_codecs(codecs: list[str] | None) -> tuple[list[str], dict[str, str]]:
+    """The requested anchor codecs (default: all) that can run here, and why the others
+    cannot: a default codec is skipped with a warning, an unknown one refused."""
+    from analysis import codecs as codec_mod
+
+    usable, skipped = [], {}
+    for name in (codecs if codecs is not None else codec_mod.CODECS):
         why = codec_mod.available(name)
         if why and name not in codec_mod.CODECS:
             raise InputError(why)
         if why:
             log.warning("skipping %s: %s", name, why)
             skipped[name] = why
-            codecs.remove(name)
-    infos = [resolve_checkpoint(c, official) for c in checkpoints]
-    starts = _start_infos(infos, baselines, official)
-    images = load_images(data, max_images, max_side)
-    sizes = {n: (img.shape[-1], img.shape[-2]) for n, img in images.items()}
+        else:
+            usable.append(name)
+    return usable, skipped
 
+
+def _evaluate_checkpoints(curves: dict[str, list[CheckpointInfo]],
+                          images: dict[str, Any]) -> "pd.DataFrame":
+    """Every checkpoint of every curve on every image (:func:`evaluate_model`), warning once
+    per model preset when an image is large for it."""
+    import pandas as pd
+
+    from trainables.data import large_image_warning
+
+    sizes = {n: (img.shape[-1], img.shape[-2]) for n, img in images.items()}
     frames = []
     warned = set()
-    for curve, group in ((CURVE, infos), (START, starts)):
+    for curve, group in curves.items():
         for info in group:
             log.info("evaluating %s (%s) on %d images", info.label, curve, len(images))
             model = load(info)
@@ -322,56 +356,61 @@ def run_evaluation(checkpoints: list[str], data: str | None = None, out: str | N
                 log.warning("%s (coding it takes longer still)", warning)
             frames.append(evaluate_model(model, images, curve=curve, label=info.label,
                                          checkpoint=info.path, lmbda=info.lmbda))
-    per_image = pd.concat(frames, ignore_index=True)
-    points = rd_points(per_image, ["curve", "label", "checkpoint", "lmbda"])
-    anchors_img = pd.DataFrame()
-    if codecs:
-        log.info("codec anchors %s on %d images", ", ".join(codecs), len(images))
-        arrays = {n: to_uint8(img) for n, img in images.items()}
-        anchors_img = codec_mod.sweep(arrays, codecs)
-        anchor_points = rd_points(anchors_img, ["codec", "quality"]).rename(
-            columns={"codec": "curve"})
-        anchor_points["label"] = anchor_points["curve"] + " q" + anchor_points["quality"].astype(str)
-        points = pd.concat([points, anchor_points], ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _codec_anchors(images: dict[str, Any],
+                   codecs: list[str]) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+    """The codecs' quality sweeps: per image, and as curve points labelled ``<codec> q<N>``."""
+    from analysis import codecs as codec_mod
+
+    log.info("codec anchors %s on %d images", ", ".join(codecs), len(images))
+    per_image = codec_mod.sweep({n: to_uint8(img) for n, img in images.items()}, codecs)
+    points = rd_points(per_image, ["codec", "quality"]).rename(columns={"codec": "curve"})
+    points["label"] = points["curve"] + " q" + points["quality"].astype(str)
+    return per_image, points
+
+
+def bd_against_anchors(points: "pd.DataFrame", anchors: list[str]) -> "pd.DataFrame":
+    """BD-rate and BD-PSNR of the checkpoints' curve against each anchor curve in ``points``
+    (anchors without points are left out)."""
+    import pandas as pd
+
+    from analysis import bd
 
     test = points[points["curve"] == CURVE]
-    bd_rows = []
-    for anchor in [START, *codecs]:
+    rows = []
+    for anchor in anchors:
         ref = points[points["curve"] == anchor]
         if ref.empty:
             continue
         row = {"test": CURVE, "anchor": anchor, "test_points": len(test), "anchor_points": len(ref)}
         row.update(bd.compare(ref["bpp"], ref["psnr"], test["bpp"], test["psnr"]))
-        bd_rows.append(row)
-    bd_table = pd.DataFrame(bd_rows, columns=["test", "anchor", "test_points", "anchor_points",
-                                              "bd_rate_pct", "bd_psnr_db", "psnr_overlap",
-                                              "rate_overlap", "note"])
-    deltas = _start_deltas(points)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["test", "anchor", "test_points", "anchor_points",
+                                       "bd_rate_pct", "bd_psnr_db", "psnr_overlap",
+                                       "rate_overlap", "note"])
 
+
+def _write_evaluation(result: dict[str, Any], anchors_img: "pd.DataFrame", earlier: list[str],
+                      plot: bool) -> None:
+    """The output folder; the files of an ``earlier`` evaluation go first, so none survives."""
+    out_dir = result["out"]
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in earlier:  # --overwrite: no file of the earlier evaluation survives
+    for name in earlier:
         (out_dir / name).unlink()
-    per_image.to_csv(out_dir / "per_image.csv", index=False)
+    result["per_image"].to_csv(out_dir / "per_image.csv", index=False)
     if not anchors_img.empty:
         anchors_img.to_csv(out_dir / "anchors_per_image.csv", index=False)
-    points.to_csv(out_dir / "rd_points.csv", index=False)
-    bd_table.to_csv(out_dir / "bd.csv", index=False)
-    deltas.to_csv(out_dir / "start_deltas.csv", index=False)
-    meta = {"checkpoints": [asdict(i) for i in infos], "starts": [asdict(s) for s in starts],
-            "images": {n: list(img.shape[-2:]) for n, img in images.items()},
-            "data": str(Path(data).resolve()) if data else "bundled validation photos",
-            "max_side": max_side,
-            "codecs": {c: codec_mod.CODECS[c].note for c in codecs}, "skipped_codecs": skipped,
-            "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (out_dir / "evaluation.json").write_text(json.dumps(meta, indent=2))
-    result = {"out": out_dir, "per_image": per_image, "points": points, "bd": bd_table,
-              "deltas": deltas, "meta": meta}
+    result["points"].to_csv(out_dir / "rd_points.csv", index=False)
+    result["bd"].to_csv(out_dir / "bd.csv", index=False)
+    result["deltas"].to_csv(out_dir / "start_deltas.csv", index=False)
+    (out_dir / "evaluation.json").write_text(json.dumps(result["meta"], indent=2))
     if plot:
         from analysis.plots import plot_rd
 
-        plot_rd(points, out_dir / "rd.png", bd_table)
+        plot_rd(result["points"], out_dir / "rd.png", result["bd"])
     (out_dir / "summary.md").write_text(summary_markdown(result))
-    return result
 
 
 def _start_deltas(points: "pd.DataFrame") -> "pd.DataFrame":
@@ -393,7 +432,8 @@ def _start_deltas(points: "pd.DataFrame") -> "pd.DataFrame":
     return pd.DataFrame(rows, columns=["label", "start", "bpp_change_pct", "psnr_change_db"])
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
+def format_cell(v: Any, digits: int = 3) -> str:
+    """A table cell: floats to ``digits`` decimals (NaN as n/a), anything else as str."""
     if isinstance(v, float):
         return "n/a" if math.isnan(v) else f"{v:.{digits}f}"
     return str(v)
@@ -405,7 +445,7 @@ def markdown_table(df: "pd.DataFrame", digits: dict[str, int] | None = None) -> 
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in df.iterrows():
-        lines.append("| " + " | ".join(_fmt(row[c], digits.get(c, 3)) for c in cols) + " |")
+        lines.append("| " + " | ".join(format_cell(row[c], digits.get(c, 3)) for c in cols) + " |")
     return "\n".join(lines)
 
 

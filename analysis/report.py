@@ -12,11 +12,16 @@ import json
 import math
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from analysis.evaluate import markdown_table
+from analysis.evaluate import format_cell, markdown_table
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import SCALES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from analysis.results import Experiment
 
 FIGURES = {
     "convergence": "convergence_winner.png",
@@ -54,125 +59,147 @@ def confidence(winner: dict) -> str:
     return text
 
 
-def _blocks(exp, importance, evaluation: Path | None, figs: dict[str, Path | None],
-            out: Path) -> list[tuple]:
-    b: list[tuple] = []
+Block = tuple  # ("h1" | "h2" | "p" | "pre", text), ("table", frame, digits) or ("img", path)
+Figures = dict[str, Path | None]  # FIGURES key -> the plot written, None if not drawn
+
+
+def report_blocks(exp: Experiment, winner: dict | None, importance: pd.DataFrame,
+                  evaluation: Path | None, figs: Figures) -> list[Block]:
+    """The report's content, section by section, for both renderers."""
+    return [*_overview(exp), *_winner_section(exp, winner), *_trials_section(exp),
+            *_convergence_section(exp, winner, figs), *_compute_section(exp, figs),
+            *_search_space_section(figs), *_importance_section(importance, figs),
+            *_rate_distortion_section(exp, evaluation, figs)]
+
+
+def _figures(figs: Figures, *keys: str) -> list[Block]:
+    return [("img", figs[key]) for key in keys if figs.get(key)]
+
+
+def _overview(exp: Experiment) -> list[Block]:
     o = exp.options
     trial = o.get("trial", {})
-    b.append(("h1", f"Sweep report: {exp.path.name}"))
-    b.append(("p", f"Experiment `{exp.path}`: {len(exp.trials)} trials, epoch budget "
-                   f"{o.get('epochs', 'n/a')} per trial, preset `{o.get('preset', 'n/a')}`, model "
-                   f"`{trial.get('model', 'n/a')}`, lambda {trial.get('lmbda', 'n/a')}."))
-    winner = exp.winner()
-    b.append(("h2", "Winning config"))
+    return [("h1", f"Sweep report: {exp.path.name}"),
+            ("p", f"Experiment `{exp.path}`: {len(exp.trials)} trials, epoch budget "
+                  f"{o.get('epochs', 'n/a')} per trial, preset `{o.get('preset', 'n/a')}`, model "
+                  f"`{trial.get('model', 'n/a')}`, lambda {trial.get('lmbda', 'n/a')}.")]
+
+
+def _winner_section(exp: Experiment, winner: dict | None) -> list[Block]:
+    b: list[Block] = [("h2", "Winning config")]
     if winner is None:
-        b.append(("p", "No trial finished with a loss."))
-    else:
-        row = exp.trials.set_index("trial_id").loc[winner["trial_id"]]
-        b.append(("pre", json.dumps(winner["config"], indent=2)))
-        b.append(("p", f"Trial {winner['trial_id']}: best validation loss "
-                       f"{winner['best_loss']:.4f} at epoch {winner['best_epoch']} "
-                       f"(bpp {row['bpp']:.4f}, PSNR {row['psnr']:.2f} dB, estimated rate). "
-                       f"Saved as `best_config.json` for `tune_main.py run --config`."))
-        fam_rank = ", ".join(f"{k} {v:.4f}" for k, v in winner["family_median_loss"].items())
-        b.append(("p", f"How sure: {confidence(winner)} {winner['trials_finished']} trials "
-                       f"finished; {winner['family_trials']} of them used freeze strategy "
-                       f"`{winner['family']}`, ranked {winner['family_rank']} of "
-                       f"{len(winner['family_median_loss'])} by median best loss ({fam_rank})."))
+        return b + [("p", "No trial finished with a loss.")]
+    row = exp.trials.set_index("trial_id").loc[winner["trial_id"]]
+    fam_rank = ", ".join(f"{k} {v:.4f}" for k, v in winner["family_median_loss"].items())
+    return b + [
+        ("pre", json.dumps(winner["config"], indent=2)),
+        ("p", f"Trial {winner['trial_id']}: best validation loss "
+              f"{winner['best_loss']:.4f} at epoch {winner['best_epoch']} "
+              f"(bpp {row['bpp']:.4f}, PSNR {row['psnr']:.2f} dB, estimated rate). "
+              f"Saved as `best_config.json` for `tune_main.py run --config`."),
+        ("p", f"How sure: {confidence(winner)} {winner['trials_finished']} trials "
+              f"finished; {winner['family_trials']} of them used freeze strategy "
+              f"`{winner['family']}`, ranked {winner['family_rank']} of "
+              f"{len(winner['family_median_loss'])} by median best loss ({fam_rank}).")]
+
+
+def _trials_section(exp: Experiment) -> list[Block]:
     cols = ["trial_id", "family", *[c for c in exp.searched if c != "freeze_strategy"],
             "best_loss", "best_epoch", "epochs_run", "stop_reason", "device_hours"]
     table = exp.trials.sort_values("best_loss")[[c for c in cols if c in exp.trials]]
-    b.append(("h2", "Trials"))
-    b.append(("table", table, {"best_loss": 4, "device_hours": 4, "context_lr_ratio": 4,
-                               "unfreeze_h_epoch": 0, "unfreeze_context_epoch": 0}))
     errors = exp.trials[exp.trials["stop_reason"] == "error"]
-    for _, r in errors.iterrows():
-        b.append(("p", f"Trial {r['trial_id']} errored: `{r['error']}`"))
+    return [("h2", "Trials"),
+            ("table", table, {"best_loss": 4, "device_hours": 4, "context_lr_ratio": 4,
+                              "unfreeze_h_epoch": 0, "unfreeze_context_epoch": 0}),
+            *[("p", f"Trial {r['trial_id']} errored: `{r['error']}`")
+              for _, r in errors.iterrows()]]
 
-    b.append(("h2", "Per-scale convergence"))
+
+def _convergence_section(exp: Experiment, winner: dict | None, figs: Figures) -> list[Block]:
+    b: list[Block] = [("h2", "Per-scale convergence")]
     if winner is not None:
-        row = exp.trials.set_index("trial_id").loc[winner["trial_id"]]
         import pandas as pd
 
+        row = exp.trials.set_index("trial_id").loc[winner["trial_id"]]
         scales = pd.DataFrame([{"scale": s, "best": row[f"{s}_best"],
                                 "best_epoch": row[f"{s}_best_epoch"],
                                 "stop_epoch": row[f"{s}_stop_epoch"]} for s in SCALES])
         b.append(("p", f"Winner {winner['trial_id']} ended by: {row['stop_reason']} after "
                        f"{int(row['epochs_run'])} of {int(row['epochs_budget'])} epochs."))
         b.append(("table", scales, {"best": 4, "best_epoch": 0, "stop_epoch": 0}))
-    for key in ("convergence", "loss_curves"):
-        if figs.get(key):
-            b.append(("img", figs[key]))
+    return b + _figures(figs, "convergence", "loss_curves")
 
-    b.append(("h2", "Compute saved"))
+
+def _compute_section(exp: Experiment, figs: Figures) -> list[Block]:
     saved = exp.compute_saved()
     total = saved.iloc[0]
-    b.append(("p", f"{int(total['epochs_used'])} of {int(total['epochs_budget'])} epochs used "
-                   f"({100 * total['epochs_saved_fraction']:.1f}% saved); "
-                   f"{total['device_hours_used']:.4f} of {total['device_hours_budget']:.4f} "
-                   f"device-hours ({100 * total['device_hours_saved_fraction']:.1f}% saved). "
-                   f"{int(total['stopped_early'])} trials stopped early by the per-scale stopper. "
-                   "The budget counts every trial at its full epoch budget; device-hours of the "
-                   "full budget extrapolate each trial's own time per epoch."))
-    b.append(("table", saved, {"epochs_saved_fraction": 3, "device_hours_used": 4,
-                               "device_hours_budget": 4, "device_hours_saved": 4,
-                               "device_hours_saved_fraction": 3}))
-    if figs.get("compute"):
-        b.append(("img", figs["compute"]))
+    return [("h2", "Compute saved"),
+            ("p", f"{int(total['epochs_used'])} of {int(total['epochs_budget'])} epochs used "
+                  f"({100 * total['epochs_saved_fraction']:.1f}% saved); "
+                  f"{total['device_hours_used']:.4f} of {total['device_hours_budget']:.4f} "
+                  f"device-hours ({100 * total['device_hours_saved_fraction']:.1f}% saved). "
+                  f"{int(total['stopped_early'])} trials stopped early by the per-scale stopper. "
+                  "The budget counts every trial at its full epoch budget; device-hours of the "
+                  "full budget extrapolate each trial's own time per epoch."),
+            ("table", saved, {"epochs_saved_fraction": 3, "device_hours_used": 4,
+                              "device_hours_budget": 4, "device_hours_saved": 4,
+                              "device_hours_saved_fraction": 3}),
+            *_figures(figs, "compute")]
 
-    b.append(("h2", "Search space"))
-    for key in ("loss_vs_ratio", "unfreeze"):
-        if figs.get(key):
-            b.append(("img", figs[key]))
+
+def _search_space_section(figs: Figures) -> list[Block]:
+    b: list[Block] = [("h2", "Search space"), *_figures(figs, "loss_vs_ratio", "unfreeze")]
     if not figs.get("unfreeze"):
         b.append(("p", "No progressive trial finished: no unfreeze-epoch plot."))
-
-    b.append(("h2", "Parameter importance"))
-    if importance.empty:
-        b.append(("p", "Not enough finished trials (3 needed per scope) or nothing varied."))
-    else:
-        b.append(("p", "Optuna fANOVA on the trials' best loss. Unfreeze epochs exist only for "
-                       "progressive trials, so they are ranked within those trials "
-                       "(scope `progressive only`, needs 3+ such trials). Few trials make "
-                       "this a hint, not a measurement."))
-        b.append(("table", importance, {"importance": 3}))
-        if figs.get("importance"):
-            b.append(("img", figs["importance"]))
-
-    b.append(("h2", "Rate-distortion and BD-rate"))
-    if evaluation is None:
-        b.append(("p", "No evaluation found. Run `python tune_main.py evaluate "
-                       f"{exp.path}/<trial folder> ...` (several checkpoints, e.g. one per "
-                       "lambda, make a curve); it writes `<experiment>/evaluation/`, which this "
-                       "report then includes."))
-    else:
-        import pandas as pd
-
-        points = pd.read_csv(evaluation / "rd_points.csv")
-        own = points[points["curve"].isin(["hpcm", "start"])]
-        b.append(("p", f"From `{evaluation}` (real bitstreams; see its summary.md)."))
-        keep = [c for c in ("curve", "label", "lmbda", "bpp", "est_bpp", "bits_gap_pct", "psnr",
-                            "ms_ssim", "encode_s", "decode_s") if c in own]
-        b.append(("table", own[keep], {"bpp": 4, "est_bpp": 4, "bits_gap_pct": 2, "psnr": 2,
-                                       "ms_ssim": 4, "encode_s": 2, "decode_s": 2}))
-        if (evaluation / "bd.csv").is_file():
-            bd_table = pd.read_csv(evaluation / "bd.csv").fillna({"note": ""})
-            b.append(("p", "BD-rate (%) and BD-PSNR (dB) of the fine-tuned curve against each "
-                           "anchor (pchip); negative BD-rate = fewer bits for the same PSNR."))
-            b.append(("table", bd_table[["anchor", "test_points", "anchor_points", "bd_rate_pct",
-                                         "bd_psnr_db", "note"]],
-                      {"bd_rate_pct": 2, "bd_psnr_db": 3}))
-        if (evaluation / "start_deltas.csv").is_file():
-            deltas = pd.read_csv(evaluation / "start_deltas.csv")
-            if not deltas.empty:
-                b.append(("p", "Against the start checkpoint, point by point:"))
-                b.append(("table", deltas, {"bpp_change_pct": 2, "psnr_change_db": 3}))
-        if figs.get("rd"):
-            b.append(("img", figs["rd"]))
     return b
 
 
-def _render_md(blocks: list[tuple], out: Path) -> str:
+def _importance_section(importance: pd.DataFrame, figs: Figures) -> list[Block]:
+    b: list[Block] = [("h2", "Parameter importance")]
+    if importance.empty:
+        return b + [("p", "Not enough finished trials (3 needed per scope) or nothing varied.")]
+    return b + [("p", "Optuna fANOVA on the trials' best loss. Unfreeze epochs exist only for "
+                      "progressive trials, so they are ranked within those trials "
+                      "(scope `progressive only`, needs 3+ such trials). Few trials make "
+                      "this a hint, not a measurement."),
+                ("table", importance, {"importance": 3}),
+                *_figures(figs, "importance")]
+
+
+def _rate_distortion_section(exp: Experiment, evaluation: Path | None,
+                             figs: Figures) -> list[Block]:
+    """What ``tune_main.py evaluate`` wrote into ``evaluation``, or how to get it."""
+    import pandas as pd
+
+    b: list[Block] = [("h2", "Rate-distortion and BD-rate")]
+    if evaluation is None:
+        return b + [("p", "No evaluation found. Run `python tune_main.py evaluate "
+                          f"{exp.path}/<trial folder> ...` (several checkpoints, e.g. one per "
+                          "lambda, make a curve); it writes `<experiment>/evaluation/`, which "
+                          "this report then includes.")]
+    points = pd.read_csv(evaluation / "rd_points.csv")
+    own = points[points["curve"].isin(["hpcm", "start"])]
+    keep = [c for c in ("curve", "label", "lmbda", "bpp", "est_bpp", "bits_gap_pct", "psnr",
+                        "ms_ssim", "encode_s", "decode_s") if c in own]
+    b.append(("p", f"From `{evaluation}` (real bitstreams; see its summary.md)."))
+    b.append(("table", own[keep], {"bpp": 4, "est_bpp": 4, "bits_gap_pct": 2, "psnr": 2,
+                                   "ms_ssim": 4, "encode_s": 2, "decode_s": 2}))
+    if (evaluation / "bd.csv").is_file():
+        bd_table = pd.read_csv(evaluation / "bd.csv").fillna({"note": ""})
+        b.append(("p", "BD-rate (%) and BD-PSNR (dB) of the fine-tuned curve against each "
+                       "anchor (pchip); negative BD-rate = fewer bits for the same PSNR."))
+        b.append(("table", bd_table[["anchor", "test_points", "anchor_points", "bd_rate_pct",
+                                     "bd_psnr_db", "note"]],
+                  {"bd_rate_pct": 2, "bd_psnr_db": 3}))
+    if (evaluation / "start_deltas.csv").is_file():
+        deltas = pd.read_csv(evaluation / "start_deltas.csv")
+        if not deltas.empty:
+            b.append(("p", "Against the start checkpoint, point by point:"))
+            b.append(("table", deltas, {"bpp_change_pct": 2, "psnr_change_db": 3}))
+    return b + _figures(figs, "rd")
+
+
+def _render_md(blocks: list[Block], out: Path) -> str:
     lines = []
     for kind, *rest in blocks:
         if kind == "h1":
@@ -197,12 +224,10 @@ def _inline_code(text: str) -> str:
 
 
 def _html_table(df, digits: dict[str, int]) -> str:
-    from analysis.evaluate import _fmt
-
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     rows = []
     for _, r in df.iterrows():
-        cells = "".join(f"<td>{html.escape(_fmt(r[c], digits.get(c, 3)))}</td>" for c in df.columns)
+        cells = "".join(f"<td>{html.escape(format_cell(r[c], digits.get(c, 3)))}</td>" for c in df.columns)
         rows.append(f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -214,7 +239,7 @@ td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px soli
 margin:.5em 0}pre{background:#f6f6f6;padding:.7em}code{background:#f3f3f3;padding:0 3px}"""
 
 
-def _render_html(blocks: list[tuple], title: str) -> str:
+def _render_html(blocks: list[Block], title: str) -> str:
     body = []
     for kind, *rest in blocks:
         if kind in ("h1", "h2"):
@@ -261,7 +286,7 @@ def write_report(experiment: str | Path, out: str | Path | None = None,
         (out / "best_config.json").write_text(json.dumps(winner["config"], indent=2) + "\n")
         files["best_config.json"] = out / "best_config.json"
 
-    figs: dict[str, Path | None] = {}
+    figs: Figures = {}
     if winner is not None:
         figs["convergence"] = plots.plot_convergence(exp, winner["trial_id"],
                                                      out / FIGURES["convergence"])
@@ -284,7 +309,7 @@ def write_report(experiment: str | Path, out: str | Path | None = None,
         if path is not None:
             files[path.name] = path
 
-    blocks = _blocks(exp, importance, evaluation, figs, out)
+    blocks = report_blocks(exp, winner, importance, evaluation, figs)
     (out / "report.md").write_text(_render_md(blocks, out))
     (out / "report.html").write_text(_render_html(blocks, f"Sweep report: {exp.path.name}"))
     files["report.md"], files["report.html"] = out / "report.md", out / "report.html"

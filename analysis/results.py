@@ -2,8 +2,9 @@
 
 No Ray cluster is needed: the loader reads the files Ray Tune and the trainable write
 (``hpcm_tune_experiment.json``, ``experiment_state-*.json`` and every trial folder's
-``params.json``, ``result.json`` and ``error.txt``), so it works on a finished sweep, on one
-still running (trials show as ``running``) and on a copy of the folder on another machine.
+``params.json``, ``result.json`` and ``error.txt``, through :mod:`hpcm_tune.tune_files`), so
+it works on a finished sweep, on one still running (trials show as ``running``) and on a copy
+of the folder on another machine.
 
     >>> from analysis import load_experiment
     >>> exp = load_experiment("results/sweep-20261125-171458")
@@ -18,13 +19,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcm_tune.errors import InputError
-from hpcm_tune.names import MARKER, SCALES, searched_knobs
+from hpcm_tune.names import SCALES, searched_knobs
+from hpcm_tune.tune_files import (TrialState, checkpoint_at, experiment_state, latest_checkpoint,
+                                  per_epoch, read_params, read_results, sweep_options,
+                                  trial_dirs, trial_id_from_dirname)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -159,10 +162,9 @@ def load_experiment(path: str | Path) -> Experiment:
     root = Path(path).expanduser()
     if not root.is_dir():
         raise InputError(f"{root}: no such experiment folder (give the folder `run` printed)")
-    options = _read_json(root / MARKER) or {}
-    state = _experiment_state(root)
-    dirs = sorted(p for p in root.iterdir() if p.is_dir() and (
-        (p / "params.json").is_file() or (p / "result.json").is_file()))
+    options = sweep_options(root)
+    state = experiment_state(root)
+    dirs = trial_dirs(root)
     if state:
         # A killed driver can leave a trial it never recorded; resuming replaces it with a
         # new trial, so counting the folder would count its configuration twice.
@@ -178,12 +180,12 @@ def load_experiment(path: str | Path) -> Experiment:
 
     trial_rows, epoch_frames = [], []
     for d in dirs:
-        config = _read_json(d / "params.json") or {}
-        rows = _read_results(d / "result.json")
-        info = state.get(d.name, {})
-        trial_id = (rows[-1].get("trial_id") if rows else None) or info.get("trial_id") \
-            or _id_from_dirname(d.name)
-        history = _history(rows)
+        config = read_params(d)
+        rows = read_results(d)
+        info = state.get(d.name, TrialState())
+        trial_id = (rows[-1].get("trial_id") if rows else None) or info.trial_id \
+            or trial_id_from_dirname(d.name)
+        history = per_epoch(rows)
         if history:
             frame = pd.DataFrame(history)
             frame = frame.drop(columns=["trial_id"], errors="ignore")
@@ -205,76 +207,10 @@ def load_experiment(path: str | Path) -> Experiment:
                       searched=searched)
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _read_results(path: Path) -> list[dict]:
-    """The result.json lines; a partially written last line (a running trial) is skipped."""
-    rows = []
-    try:
-        text = path.read_text()
-    except OSError:
-        return rows
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            row = json.loads(line)  # Tune writes NaN / Infinity, which json accepts
-        except ValueError:
-            continue
-        row.pop("config", None)
-        rows.append(row)
-    return rows
-
-
-def _history(rows: list[dict]) -> list[dict]:
-    """One row per epoch (the last report of an epoch wins), in epoch order."""
-    by_epoch: dict[int, dict] = {}
-    for row in rows:
-        epoch = row.get("epoch")
-        if epoch is None:
-            epoch = int(row.get("training_iteration", len(by_epoch) + 1)) - 1
-        by_epoch[int(epoch)] = dict(row, epoch=int(epoch))
-    return [by_epoch[e] for e in sorted(by_epoch)]
-
-
-def _experiment_state(root: Path) -> dict[str, dict]:
-    """Per trial folder name: Tune's status, trial id, error file and failures (latest state)."""
-    files = sorted(root.glob("experiment_state-*.json"), key=lambda p: (p.stat().st_mtime, p.name))
-    if not files:
-        return {}
-    data = _read_json(files[-1]) or {}
-    out = {}
-    for entry in data.get("trial_data", []):
-        try:
-            static, runtime = (json.loads(x) if isinstance(x, str) else x for x in entry)
-        except (ValueError, TypeError):
-            continue
-        logdir = static.get("relative_logdir")
-        if not logdir:
-            continue
-        out[Path(logdir).name] = {
-            "trial_id": static.get("trial_id"), "status": static.get("status"),
-            "error_filename": runtime.get("error_filename"),
-            "num_failures": runtime.get("num_failures"),
-        }
-    return out
-
-
-def _id_from_dirname(name: str) -> str:
-    match = re.match(r"trial_(\w+)$", name) or re.match(r"\w+?_([0-9a-f]{5,})_\d+", name)
-    return match.group(1) if match else name
-
-
-def _error_text(trial_dir: Path, info: dict) -> str | None:
+def _error_text(trial_dir: Path, info: TrialState) -> str | None:
     candidates = [trial_dir / "error.txt"]
-    if info.get("error_filename"):
-        candidates.append(trial_dir / info["error_filename"])
+    if info.error_filename:
+        candidates.append(trial_dir / info.error_filename)
     for path in candidates:
         if path.is_file():
             lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
@@ -295,10 +231,18 @@ def _epoch_or_nan(value: Any) -> float:
     return math.nan if not math.isfinite(value) or value < 0 else value
 
 
-def _trial_row(d: Path, trial_id: str, config: dict, history: list[dict], info: dict,
+def best_loss_epoch(history: list[dict]) -> tuple[float, float]:
+    """The lowest finite ``loss`` of a trial's epochs (:func:`~hpcm_tune.tune_files.per_epoch`)
+    and its epoch, the earliest on a tie as the trainable's strict "<" running best; NaNs if
+    no epoch has a finite loss."""
+    finite = [(v, h["epoch"]) for h in history if math.isfinite(v := _number(h.get("loss")))]
+    return min(finite) if finite else (math.nan, math.nan)
+
+
+def _trial_row(d: Path, trial_id: str, config: dict, history: list[dict], info: TrialState,
                options: dict) -> dict:
     row: dict[str, Any] = {"trial_id": trial_id, "trial_dir": d.name,
-                           "status": info.get("status") or ("UNKNOWN")}
+                           "status": info.status or "UNKNOWN"}
     row["family"] = config.get("freeze_strategy", "all")
     for key, value in config.items():
         if isinstance(value, (dict, list)):
@@ -311,12 +255,9 @@ def _trial_row(d: Path, trial_id: str, config: dict, history: list[dict], info: 
     row["last_epoch"] = last.get("epoch", math.nan)
     row["epochs_run"] = len(history)
     if history:
-        losses = [(_number(h.get("loss")), h["epoch"]) for h in history]
-        finite = [(v, e) for v, e in losses if math.isfinite(v)]
-        best_loss, best_epoch = min(finite) if finite else (math.nan, math.nan)
-        # Ties: the earliest epoch, as the trainable's strict "<" running best.
-        best_epoch = min((e for v, e in finite if v == best_loss), default=best_epoch)
-        at_best = next(h for h in history if h["epoch"] == best_epoch) if finite else {}
+        best_loss, best_epoch = best_loss_epoch(history)
+        at_best = (next(h for h in history if h["epoch"] == best_epoch)
+                   if math.isfinite(best_loss) else {})
         row["best_loss"], row["best_epoch"] = best_loss, best_epoch
         for key in ("bpp", "psnr", "ms_ssim", "mse"):
             row[key] = _number(at_best.get(key))
@@ -336,20 +277,20 @@ def _trial_row(d: Path, trial_id: str, config: dict, history: list[dict], info: 
         speeds = [_number(h.get("images_per_s")) for h in history]
         speeds = [v for v in speeds if math.isfinite(v)]
         row["images_per_s"] = sum(speeds) / len(speeds) if speeds else math.nan
-        row["best_checkpoint"] = _checkpoint_at(d, history, best_epoch)
-        row["last_checkpoint"] = _latest_checkpoint(d)
+        row["best_checkpoint"] = _as_str(checkpoint_at(d, history, best_epoch))
+        row["last_checkpoint"] = _as_str(latest_checkpoint(d))
     else:
         row.update(best_loss=math.nan, best_epoch=math.nan, wall_time_s=0.0, devices=1.0,
                    device=None, device_hours=0.0, images_per_s=math.nan,
                    best_checkpoint=None, last_checkpoint=None)
     row["all_stopped"] = bool(last.get("patience/all_stopped", False))
     row["stop_reason"] = stop_reason(
-        status=info.get("status"), error=error, all_stopped=row["all_stopped"],
+        status=info.status, error=error, all_stopped=row["all_stopped"],
         epochs_run=len(history), last_epoch=last.get("epoch"), budget=budget,
         sweep_budget=bool(options.get("budget_epochs") or options.get("budget_device_hours")),
         culling=options.get("scheduler", "fifo") != "fifo")
     row["error"] = error
-    row["num_failures"] = info.get("num_failures", math.nan)
+    row["num_failures"] = math.nan if info.num_failures is None else info.num_failures
     return row
 
 
@@ -381,19 +322,8 @@ def stop_reason(status: str | None, error: str | None, all_stopped: bool, epochs
     return "interrupted"
 
 
-def _checkpoint_at(d: Path, history: list[dict], epoch: Any) -> str | None:
-    """The checkpoint folder saved at ``epoch`` if it is still on disk."""
-    for h in history:
-        if h["epoch"] == epoch and h.get("checkpoint_dir_name"):
-            path = d / h["checkpoint_dir_name"]
-            if path.is_dir():
-                return str(path)
-    return None
-
-
-def _latest_checkpoint(d: Path) -> str | None:
-    found = sorted(d.glob("checkpoint_*"), key=lambda p: p.name)
-    return str(found[-1]) if found else None
+def _as_str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def _order_columns(trials: "pd.DataFrame", searched: list[str]) -> "pd.DataFrame":

@@ -16,7 +16,6 @@ which a restored trial continues, never ``training_iteration``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from typing import Any
@@ -25,6 +24,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import SCHEDULERS
+from hpcm_tune.tune_files import RESULT_FILE, parse_results
 
 log = logging.getLogger(__name__)
 
@@ -106,23 +106,14 @@ class ResumableASHA(AsyncHyperBandScheduler):
 
 def _reported(trial) -> list[dict[str, Any]]:
     """Every result the trial reported, from its ``result.json`` (local or remote storage)."""
-    from ray.air.constants import EXPR_RESULT_FILE
-
     fs = trial.storage.storage_filesystem
-    path = f"{trial.storage.trial_fs_path}/{EXPR_RESULT_FILE}"
+    path = f"{trial.storage.trial_fs_path}/{RESULT_FILE}"
     try:
         with fs.open_input_stream(path) as f:
             text = f.readall().decode()
     except FileNotFoundError:
         return []
-    # A driver killed mid-write can leave a torn last line: it was never acted on.
-    rows = []
-    for line in text.splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            log.warning("skipped a torn line of %s", path)
-    return rows
+    return parse_results(text, path)
 
 
 def make_scheduler(name: str, epochs: int) -> ResumableASHA | None:

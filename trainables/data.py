@@ -156,26 +156,43 @@ def check_image_folder(folder: str | Path, crop_size: int | None = None) -> None
     """
     paths = list_images(folder)
     unreadable: list[str] = []
-    largest = 0
+    short_sides: list[int] = []
     for path in paths:
         try:
             with Image.open(path) as img:
                 img.load()
                 short_side = min(img.size)
         except _DECODE_ERRORS as exc:
-            unreadable.append(f"{path} ({type(exc).__name__}: {exc})")
+            unreadable.append(_unreadable(path, exc))
             continue
         if crop_size is None or short_side >= crop_size:
             return
-        largest = max(largest, short_side)
-    if len(unreadable) == len(paths):
+        short_sides.append(short_side)
+    _require_readable(str(folder), len(paths), unreadable)
+    assert crop_size is not None  # else the first readable image returned
+    _require_crop_fits(str(folder), short_sides, crop_size)
+
+
+def _unreadable(path: str | Path, exc: BaseException) -> str:
+    return f"{path} ({type(exc).__name__}: {exc})"
+
+
+def _require_readable(where: str, total: int, unreadable: list[str]) -> None:
+    """DataError unless some of the ``total`` image files in ``where`` could be decoded."""
+    if len(unreadable) == total:
         raise DataError(
-            f"none of the {len(paths)} image files in {folder} could be read "
+            f"none of the {total} image files in {where} could be read "
             f"(first: {unreadable[0]}); check that they are valid PNG/JPEG files")
-    raise DataError(
-        f"all {len(paths) - len(unreadable)} readable images in {folder} are smaller than "
-        f"crop_size={crop_size}; training needs images of at least {crop_size}x{crop_size} "
-        f"pixels (largest short side found: {largest}); use a smaller crop_size or larger images")
+
+
+def _require_crop_fits(where: str, short_sides: list[int], crop_size: int) -> None:
+    """DataError unless one of the readable images (their ``short_sides``) holds a crop."""
+    if not any(side >= crop_size for side in short_sides):
+        raise DataError(
+            f"all {len(short_sides)} readable images in {where} are smaller than "
+            f"crop_size={crop_size}; training needs images of at least {crop_size}x{crop_size} "
+            f"pixels (largest short side found: {max(short_sides)}); use a smaller crop_size "
+            "or larger images")
 
 
 def _decode_uint8(path: str | Path, max_side: int | None = None) -> torch.Tensor:
@@ -318,74 +335,30 @@ class ImageFolderDataset(Dataset[torch.Tensor]):
         seed: int = 0,
         max_side: int | None = None,
     ) -> None:
-        if mode not in ("train", "val"):
-            raise DataError(f"mode must be 'train' or 'val', got {mode!r}")
-        if mode == "train":
-            if crop_size is None or crop_size < 1:
-                raise DataError(f"train mode needs a positive crop_size, got {crop_size!r}")
-            if crops_per_image < 1:
-                raise DataError(f"crops_per_image must be >= 1, got {crops_per_image}")
+        _check_settings(mode, crop_size, crops_per_image)
         self.mode = mode
         self.crop_size = crop_size
         self.crops_per_image = crops_per_image if mode == "train" else 1
         self.seed = seed
         self.epoch = 0
 
-        if isinstance(source, (str, Path)):
-            candidates = list_images(source)
-            where = str(source)
-        else:
-            candidates = [Path(p) for p in source]
-            where = f"the {len(candidates)} given paths"
-            if not candidates:
-                raise DataError("empty list of image paths; pass at least one PNG/JPEG file")
-
-        images: list[torch.Tensor] = []
-        paths: list[Path] = []
-        unreadable: list[str] = []
+        candidates, where = _candidates(source)
         sizes = image_sizes(candidates) if max_side is not None else {}
-        for path in candidates:
-            try:
-                images.append(_decode_uint8(path, max_side))
-                paths.append(path)
-            except _DECODE_ERRORS as exc:
-                unreadable.append(f"{path} ({type(exc).__name__}: {exc})")
+        images, paths, unreadable = _decode_all(candidates, max_side)
         self.downsized = {str(p): sizes[Path(p)] for p in paths
                           if Path(p) in sizes and max(sizes[Path(p)]) > (max_side or 0)}
         if max_side is not None:
             log_downsized(self.downsized, max_side)
         self.skipped = len(unreadable)
-        if not images:
-            raise DataError(
-                f"none of the {len(candidates)} image files in {where} could be read "
-                f"(first: {unreadable[0]}); check that they are valid PNG/JPEG files"
-            )
+        _require_readable(where, len(candidates), unreadable)
         if unreadable:
             logger.warning("skipped %d unreadable image file(s): %s", len(unreadable), "; ".join(unreadable))
 
         self.too_small = 0
         if mode == "train":
             assert crop_size is not None  # checked above; narrows the type
-            keep = [min(img.shape[1:]) >= crop_size for img in images]
-            small = [
-                f"{p} ({img.shape[2]}x{img.shape[1]})" for p, img, k in zip(paths, images, keep) if not k
-            ]
-            self.too_small = len(small)
-            if not any(keep):
-                largest = max(min(img.shape[1:]) for img in images)
-                raise DataError(
-                    f"all {len(images)} readable images in {where} are smaller than crop_size={crop_size}; "
-                    f"training needs images of at least {crop_size}x{crop_size} pixels "
-                    f"(largest short side found: {largest}); use a smaller crop_size or larger images"
-                )
-            if small:
-                logger.warning(
-                    "skipped %d image(s) smaller than crop_size=%d x %d: %s",
-                    len(small), crop_size, crop_size, "; ".join(small),
-                )
-            images = [img for img, k in zip(images, keep) if k]
-            paths = [p for p, k in zip(paths, keep) if k]
-
+            _require_crop_fits(where, [min(img.shape[1:]) for img in images], crop_size)
+            images, paths, self.too_small = _drop_smaller_than(crop_size, images, paths)
         self.images = images
         self.paths = paths
 
@@ -427,6 +400,55 @@ class ImageFolderDataset(Dataset[torch.Tensor]):
         if dims:
             crop = torch.flip(crop, dims)  # torch.flip copies, so the cached image is untouched
         return crop.float().div_(255.0)
+
+
+def _drop_smaller_than(crop_size: int, images: list[torch.Tensor], paths: list[Path]
+                       ) -> tuple[list[torch.Tensor], list[Path], int]:
+    """The images (and paths) that hold a ``crop_size`` crop, and how many were dropped
+    (logged: a training crop cannot come from them)."""
+    keep = [min(img.shape[1:]) >= crop_size for img in images]
+    small = [f"{p} ({img.shape[2]}x{img.shape[1]})"
+             for p, img, k in zip(paths, images, keep) if not k]
+    if small:
+        logger.warning("skipped %d image(s) smaller than crop_size=%d x %d: %s",
+                       len(small), crop_size, crop_size, "; ".join(small))
+    return ([img for img, k in zip(images, keep) if k], [p for p, k in zip(paths, keep) if k],
+            len(small))
+
+
+def _check_settings(mode: str, crop_size: int | None, crops_per_image: int) -> None:
+    if mode not in ("train", "val"):
+        raise DataError(f"mode must be 'train' or 'val', got {mode!r}")
+    if mode == "train":
+        if crop_size is None or crop_size < 1:
+            raise DataError(f"train mode needs a positive crop_size, got {crop_size!r}")
+        if crops_per_image < 1:
+            raise DataError(f"crops_per_image must be >= 1, got {crops_per_image}")
+
+
+def _candidates(source: str | Path | Sequence[str | Path]) -> tuple[list[Path], str]:
+    """The image files of a folder or a list, and how messages name them."""
+    if isinstance(source, (str, Path)):
+        return list_images(source), str(source)
+    candidates = [Path(p) for p in source]
+    if not candidates:
+        raise DataError("empty list of image paths; pass at least one PNG/JPEG file")
+    return candidates, f"the {len(candidates)} given paths"
+
+
+def _decode_all(candidates: list[Path], max_side: int | None
+                ) -> tuple[list[torch.Tensor], list[Path], list[str]]:
+    """The decoded images and their paths, and the files that could not be decoded (why)."""
+    images: list[torch.Tensor] = []
+    paths: list[Path] = []
+    unreadable: list[str] = []
+    for path in candidates:
+        try:
+            images.append(_decode_uint8(path, max_side))
+            paths.append(path)
+        except _DECODE_ERRORS as exc:
+            unreadable.append(_unreadable(path, exc))
+    return images, paths, unreadable
 
 
 def _skimage_photo(name: str) -> Callable[[], np.ndarray]:

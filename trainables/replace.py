@@ -18,6 +18,8 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from hpcm_tune.tune_files import experiment_state_files
+
 log = logging.getLogger(__name__)
 
 
@@ -68,8 +70,8 @@ class PreviousExperiment:
         started, else put it back (removing what the failed start wrote)."""
         if self.holder is None or not self.holder.exists():
             return
-        started = (self.callback is not None and self.callback.started) or any(
-            self.target.glob("experiment_state-*.json"))
+        started = (self.callback is not None and self.callback.started) or bool(
+            experiment_state_files(self.target))
         if started:
             shutil.rmtree(self.holder)
             log.info("removed the previous experiment (%s)", self.aside)

@@ -11,8 +11,6 @@ import json
 import logging
 import math
 import os
-import pickletools
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 from hpcm_tune.errors import HpcmTuneError
 from hpcm_tune.files import atomic_write, is_uri, location
 from hpcm_tune.names import MARKER, SCALES, searched_knobs
+from hpcm_tune.tune_files import repair_torn_state
 from trainables.spec import TrialSpec
 
 log = logging.getLogger(__name__)
@@ -295,46 +294,6 @@ def resume_sweep(path: str, retry_errored: bool = False, verbose: bool = False):
     set_restored_console(tuner, options, verbose)
     with quiet_tune(not verbose):
         return tuner.fit(), options
-
-
-STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
-
-
-def _intact(data: bytes) -> bool:
-    """Whether a Tune state file (JSON, or a pickle even when named .json) is complete;
-    pickles are parsed, never loaded."""
-    try:
-        if data[:1] != b"\x80":  # not a pickle (protocol 2+ starts with PROTO)
-            json.loads(data)
-            return True
-        ops = list(pickletools.genops(data))
-        return bool(ops) and ops[-1][0].name == "STOP"
-    except (ValueError, UnicodeDecodeError):
-        return False
-
-
-def repair_torn_state(path: Path, name: str) -> None:
-    """Replace Tune state files torn by a killed driver with the driver's staging copies.
-
-    Tune writes its state into a staging folder under Ray's temp dir and then copies it into
-    the experiment; a driver killed during that copy leaves a truncated file, and Tune's
-    restore then *silently restarts* the whole sweep. The staging copy is complete (it was
-    written first), so it is used instead; without one, resuming is refused.
-    """
-    staging_root = Path(tempfile.gettempdir()) / "ray"
-    for pattern in STATE_FILES:
-        files = sorted(path.glob(pattern))
-        if not files or _intact(files[-1].read_bytes()):
-            continue
-        torn = files[-1]
-        copies = sorted(staging_root.glob(f"session_*/artifacts/*/{name}/driver_artifacts/"
-                                          f"{torn.name}"), key=lambda p: p.stat().st_mtime)
-        intact = [c for c in copies if _intact(c.read_bytes())]
-        if not intact:
-            raise SweepError(f"{torn} is damaged (the driver was killed while writing it) and "
-                             "no intact copy was found; resuming would restart the sweep")
-        atomic_write(torn, intact[-1].read_bytes())
-        log.warning("%s was torn by the killed driver; restored it from %s", torn, intact[-1])
 
 
 def summarize(results, options: SweepOptions) -> dict[str, Any]:

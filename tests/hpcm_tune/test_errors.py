@@ -7,6 +7,7 @@ import pytest
 
 from hpcm import CheckpointError
 from hpcm_tune.errors import HpcmTuneError, InputError, UsageError, WriteError
+from hpcm_tune.tune_files import TornStateError
 from trainables.data import DataError
 from trainables.finetune import NonFiniteLossError
 from trainables.sweep import SweepError
@@ -17,6 +18,7 @@ from trainables.trial import ResumeMismatchError
     (UsageError, Exception), (InputError, ValueError), (WriteError, OSError),
     (CheckpointError, ValueError), (DataError, ValueError), (ResumeMismatchError, ValueError),
     (SweepError, RuntimeError), (NonFiniteLossError, RuntimeError),
+    (TornStateError, RuntimeError),
 ])
 def test_user_errors_are_project_errors_with_their_builtin_base(error, builtin):
     assert issubclass(error, HpcmTuneError) and issubclass(error, builtin)

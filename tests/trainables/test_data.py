@@ -301,6 +301,28 @@ def test_all_too_small_raises_with_needed_size(bundled_dir: Path, tmp_path: Path
     assert "200" in str(err.value)
 
 
+def test_the_early_folder_check_refuses_as_the_dataset_does(bundled_dir: Path,
+                                                            tmp_path: Path) -> None:
+    """``run`` checks the folders before any trial starts; a trial would fail the same way."""
+    unreadable, small, usable = tmp_path / "unreadable", tmp_path / "small", tmp_path / "ok"
+    for folder in (unreadable, small, usable):
+        folder.mkdir()
+    (unreadable / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    _copy_photo(_photo(bundled_dir, "coffee"), small / "a.png", size=(300, 200))
+    _copy_photo(_photo(bundled_dir, "coffee"), small / "b.png", size=(120, 250))
+    _copy_photo(_photo(bundled_dir, "coffee"), usable / "a.png", size=(300, 200))
+    (usable / "x.png").write_bytes((unreadable / "x.png").read_bytes())
+    for folder, crop_size in ((unreadable, None), (unreadable, 64), (small, 256)):
+        with pytest.raises(DataError) as early:
+            data.check_image_folder(folder, crop_size)
+        with pytest.raises(DataError) as late:
+            ImageFolderDataset(folder, mode="train" if crop_size else "val", crop_size=crop_size)
+        assert str(early.value) == str(late.value)
+    assert "largest short side found: 200" in str(early.value)
+    data.check_image_folder(usable, 128)  # one readable image that holds a crop: enough
+    data.check_image_folder(small)
+
+
 def test_grayscale_rgba_palette_and_16bit_become_rgb(bundled_dir: Path, tmp_path: Path) -> None:
     rgb = Image.open(_photo(bundled_dir, "chelsea")).convert("RGB")
     gray = rgb.convert("L")

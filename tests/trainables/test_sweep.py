@@ -325,7 +325,7 @@ def test_fixed_config_at_several_lambdas_is_one_trial_per_lambda(
 
 
 def test_state_torn_by_a_killed_driver_is_restored_from_the_staging_copy(reference, tmp_path):
-    from trainables.sweep import SweepError, repair_torn_state
+    from hpcm_tune.tune_files import TornStateError, repair_torn_state
 
     options, _ = reference
     copy = tmp_path / "copy"
@@ -337,7 +337,7 @@ def test_state_torn_by_a_killed_driver_is_restored_from_the_staging_copy(referen
     assert state.read_bytes() == intact
     # No staging copy to take it from: refuse, never let Tune restart the sweep silently.
     state.write_bytes(b"")
-    with pytest.raises(SweepError, match="is damaged"):
+    with pytest.raises(TornStateError, match="is damaged"):
         repair_torn_state(copy, "an-experiment-nobody-ran")
 
 
