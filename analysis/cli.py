@@ -100,6 +100,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
               f"{winner['best_epoch']}, config {winner['config']}")
         if winner["runner_up"]:
             ru = winner["runner_up"]
-            print(f"runner-up {ru['trial_id']}: +{ru['gap']:.4g} ({ru['gap_pct']:.3f}%)")
+            print(f"runner-up {ru['trial_id']}: +{ru['gap']:.4g} ({ru['gap_pct']:.3f}%)"
+                  + (" (a neighbour of the winner's config)" if ru["neighbour"] else ""))
+        other = winner["best_other"]
+        if winner["runner_up"] and winner["runner_up"]["neighbour"] and other:
+            print(f"best clearly different config {other['trial_id']}: +{other['gap']:.4g} "
+                  f"({other['gap_pct']:.3f}%), config {other['config']}")
     print(f"report: {result['out'] / 'report.html'} (and report.md, CSV, Parquet, PNG)")
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis.evaluate import format_cell, markdown_table
+from analysis.results import NEIGHBOUR_FACTOR
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import SCALES
 
@@ -41,22 +42,35 @@ def find_evaluation(exp_path: Path) -> Path | None:
 
 
 def confidence(winner: dict) -> str:
-    """A plain-words reading of the gap between the winner and the runner-up."""
-    ru = winner.get("runner_up")
+    """A plain-words reading of the winner's lead: over the runner-up, and, when that is a
+    neighbour of the winner's config, over the best clearly different config."""
+    ru, other = winner.get("runner_up"), winner.get("best_other")
     if ru is None:
         return "Only one trial finished: nothing to compare it with."
+    text = f"The runner-up ({ru['trial_id']}) is {_gap(ru)}. "
+    if ru["neighbour"]:
+        text += ("It is a neighbour of the winner's config (same strategy, knobs within "
+                 f"{NEIGHBOUR_FACTOR:g}x or one epoch): the search converged there. ")
+        if other is None:
+            return text + "Every finished trial is such a neighbour: nothing else to compare."
+        text += f"The best clearly different config ({other['trial_id']}) is {_gap(other)}. "
+        ru = other
     pct, in_std = ru["gap_pct"], ru["gap_in_std"]
-    spread = f"{in_std:.2f} standard deviations of the trials' best losses" if math.isfinite(
-        in_std) else "no spread estimate (fewer than 3 trials)"
-    text = (f"The runner-up ({ru['trial_id']}) is {ru['gap']:.4g} worse ({pct:.3f}%; {spread}). ")
     if pct < 0.1 or (math.isfinite(in_std) and in_std < 0.5):
         text += ("That is within what a different seed or validation crop can change: treat "
                  "the top configs as a tie and look at the family ranking and the importance.")
     elif math.isfinite(in_std) and in_std >= 1:
-        text += "The winner is clearly ahead of the other trials of this sweep."
+        text += "The winner is clearly ahead of the other configs of this sweep."
     else:
         text += "The lead is modest: confirm it with a second seed before relying on it."
     return text
+
+
+def _gap(versus: dict) -> str:
+    spread = (f"{versus['gap_in_std']:.2f} standard deviations of the trials' best losses"
+              if math.isfinite(versus["gap_in_std"]) else "no spread estimate (fewer than 3 "
+              "trials)")
+    return f"{versus['gap']:.4g} worse ({versus['gap_pct']:.3f}%; {spread})"
 
 
 Block = tuple  # ("h1" | "h2" | "p" | "pre", text), ("table", frame, digits) or ("img", path)

@@ -89,20 +89,48 @@ class Experiment:
         medians = done.groupby("family")["best_loss"].median().sort_values()
         out["family_rank"] = int(list(medians.index).index(best["family"])) + 1
         out["family_median_loss"] = {k: float(v) for k, v in medians.items()}
+        spread = float(done["best_loss"].std()) if len(done) > 2 else math.nan
         if len(done) > 1:
-            second = done.iloc[1]
-            gap = float(second["best_loss"] - best["best_loss"])
-            spread = float(done["best_loss"].std()) if len(done) > 2 else math.nan
-            out["runner_up"] = {
-                "trial_id": second["trial_id"],
-                "config": {k: _plain(second[k], k) for k in self.searched
-                           if k in second and _present(second[k])},
-                "best_loss": float(second["best_loss"]),
-                "gap": gap,
-                "gap_pct": 100 * gap / abs(float(best["best_loss"])),
-                "gap_in_std": gap / spread if spread and math.isfinite(spread) else math.nan,
-            }
+            out["runner_up"] = self._versus(best, done.iloc[1], spread)
+            out["runner_up"]["neighbour"] = self.neighbours(best, done.iloc[1])
+        # A search that converged puts its next-best trials next to the winner: their small
+        # gap says the region is flat there, not that the winner is uncertain. The lead that
+        # matters is over the best trial of a clearly different config.
+        others = [row for _, row in done.iloc[1:].iterrows() if not self.neighbours(best, row)]
+        out["best_other"] = self._versus(best, others[0], spread) if others else None
         return out
+
+    def _versus(self, best: "pd.Series", other: "pd.Series", spread: float) -> dict[str, Any]:
+        """``other`` against the winner: its config, loss and gap (absolute, %, in the
+        trials' standard deviations)."""
+        gap = float(other["best_loss"] - best["best_loss"])
+        return {
+            "trial_id": other["trial_id"],
+            "config": {k: _plain(other[k], k) for k in self.searched
+                       if k in other and _present(other[k])},
+            "best_loss": float(other["best_loss"]),
+            "gap": gap,
+            "gap_pct": 100 * gap / abs(float(best["best_loss"])),
+            "gap_in_std": gap / spread if spread and math.isfinite(spread) else math.nan,
+        }
+
+    def neighbours(self, a: "pd.Series", b: "pd.Series") -> bool:
+        """Two trials of practically one config: the same freeze strategy, continuous knobs
+        within a factor of NEIGHBOUR_FACTOR, unfreeze epochs within one epoch."""
+        for k in self.searched:
+            x, y = a.get(k), b.get(k)
+            if not (_present(x) and _present(y)):
+                if _present(x) != _present(y):
+                    return False
+            elif k in INT_KNOBS:
+                if abs(float(x) - float(y)) > 1:
+                    return False
+            elif isinstance(x, str) or isinstance(y, str):
+                if x != y:
+                    return False
+            elif max(x, y) > NEIGHBOUR_FACTOR * min(x, y):
+                return False
+        return True
 
     def compute_saved(self) -> "pd.DataFrame":
         """Epochs and device-hours used vs every trial running its full epoch budget.
@@ -365,6 +393,8 @@ def _present(value: Any) -> bool:
 
 
 INT_KNOBS = ("unfreeze_h_epoch", "unfreeze_context_epoch")
+#: Continuous knobs (learning-rate ratios and multipliers) within this factor are one config.
+NEIGHBOUR_FACTOR = 1.5
 
 
 def _plain(value: Any, key: str = "") -> Any:
