@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,47 @@ def test_the_projects_own_checkpoints_are_accepted_as_starting_points(
     saved = torch.load(second / "latest" / "trial_state.pt", weights_only=True)["options"]
     assert saved["checkpoint"] == str(best.resolve())
     assert saved["val_dir"] == str((photo_dirs / "val").resolve()) and saved["max_side"] == 200
+
+
+LISTENING = """
+import json, sys
+import psutil
+import tune_main
+tune_main._prepare_ray(None)  # what `run` and `resume` without --address do
+tune_main._init_ray(None, dashboard=True, verbose=False)
+import ray
+from ray._private.worker import get_dashboard_url
+ray.get(ray.remote(lambda: 1).remote())  # a worker process too
+found = []
+for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+    try:
+        found += [[proc.name(), c.laddr.ip, c.laddr.port]
+                  for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    except psutil.NoSuchProcess:
+        pass
+print(json.dumps({"listening": found, "dashboard": get_dashboard_url()}))
+ray.shutdown()
+"""
+
+
+def _loopback(ip: str) -> bool:
+    import ipaddress
+
+    address = ipaddress.ip_address(ip)
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+
+def test_no_service_binds_beyond_localhost(tmp_path):
+    """The local Ray that the CLI starts (with --dashboard) listens on loopback only: every
+    listening socket of the driver and of every process it started, the dashboard's too.
+    (cluster.yaml's head: tests/cluster/test_cluster_yaml.py.)"""
+    proc = subprocess.run([sys.executable, "-c", LISTENING], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=180, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    listening = seen["listening"]
+    names = {name for name, _, _ in listening}
+    assert {"gcs_server", "raylet"} <= names, listening  # the services were seen at all
+    dashboard_port = int(seen["dashboard"].rsplit(":", 1)[1])
+    assert dashboard_port in {port for _, _, port in listening}, (seen["dashboard"], listening)
+    assert [entry for entry in listening if not _loopback(entry[1])] == []

@@ -142,7 +142,14 @@ def test_the_dashboard_in_a_browser_shows_the_running_sweep(head, job, tmp_path)
     print(f"dashboard screenshot ({status} at start): {screenshot}")
     (ARTIFACTS / "dashboard-jobs.txt").write_text(text)
     assert job["id"] in text, text[-2000:]
-    assert screenshot.stat().st_size > 10_000
+    # A real rendering of the page at the browser's window size (1400 x 1000), not a blank one.
+    from PIL import Image
+
+    with Image.open(screenshot) as img:
+        assert img.format == "PNG" and img.width >= 1000 and img.height >= 600, img.size
+        grey = img.convert("L")
+        assert grey.getextrema()[1] - grey.getextrema()[0] > 100  # text on a background
+        assert len(grey.getcolors(maxcolors=256) or ()) > 16, "a flat image"
 
 
 def test_the_sweep_job_succeeds_and_writes_its_results(job):

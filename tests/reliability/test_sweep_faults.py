@@ -2,7 +2,8 @@
 
 A ``ray.cluster_utils.Cluster`` (one worker node, 2 CPUs, one fake GPU) serves the module;
 the CLI runs in-process (``tune_main.main``, which connects with ``--address`` and
-disconnects at the end) or, where a driver must be killed, as a subprocess.
+disconnects at the end) or, where a driver must be killed, as a subprocess that kills
+itself at a fixed point of the sweep (``tests/killed_driver.py``).
 """
 
 from __future__ import annotations
@@ -11,11 +12,6 @@ import contextlib
 import json
 import logging
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -24,7 +20,8 @@ import ray
 from ray.cluster_utils import Cluster
 
 import tune_main
-from tests.reliability.helpers import REPO, cli_error, tree, write_garbage, write_png
+from tests.killed_driver import KillDriverOnce, kill_cli_run
+from tests.reliability.helpers import cli_error, tree, write_garbage, write_png
 
 
 
@@ -247,10 +244,6 @@ def test_resume_retry_errored_runs_the_diverged_trial_again(diverged, cluster, c
 
 
 # -- the driver is killed: the Optuna study continues -----------------------------------
-def _result_lines(path: Path) -> int:
-    return sum(len(p.read_text().splitlines()) for p in path.glob("*/result.json"))
-
-
 def test_killed_driver_resume_continues_the_optuna_study(cluster, photo_dirs, tmp_path, capsys,
                                                          pretrained_tiny_path):
     storage = tmp_path / "results"
@@ -259,18 +252,14 @@ def test_killed_driver_resume_continues_the_optuna_study(cluster, photo_dirs, tm
     argv = _run_args(cluster, photo_dirs, pretrained_tiny_path, storage, "killed",
                      "--optuna-storage", url, "--max-concurrent", "2")
     argv[argv.index("--num-samples") + 1] = str(num_samples)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    driver = subprocess.Popen([sys.executable, str(REPO / "tune_main.py"), *argv], cwd=REPO,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Killed at the second trial's first report: two trials asked of Optuna, none of the
+    # later ones finished.
+    kill_cli_run(argv, KillDriverOnce(trial_number=2, trained_epochs=1,
+                                      marker=tmp_path / "killed-marker"))
     experiment = storage / "killed"
-    deadline = time.monotonic() + 240
-    while _result_lines(experiment) < 2 and time.monotonic() < deadline:
-        assert driver.poll() is None, "the driver ended before it could be killed"
-        time.sleep(0.3)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
     study = optuna.load_study(study_name="killed", storage=url)
-    assert 1 <= len(study.trials) < num_samples + 2  # the kill came mid-sweep
+    assert len(study.trials) >= 2  # the kill came mid-sweep
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) < num_samples
 
     assert tune_main.main(["resume", str(experiment), "--address", cluster.address]) == 0
     assert f"trials: {num_samples} (0 errored" in capsys.readouterr().out

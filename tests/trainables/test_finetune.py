@@ -1,4 +1,6 @@
-"""The fine-tuning loop on real photos: exact resume, real freezing/unfreezing, divergence."""
+"""The fine-tuning loop on real photos: exact resume, real freezing/unfreezing, divergence.
+
+The loss itself: tests/trainables/test_losses.py."""
 
 import math
 
@@ -9,7 +11,7 @@ import hpcm
 from trainables.data import ImageFolderDataset, bundled_photos
 from trainables.finetune import FineTuneConfig, FineTuner, NonFiniteLossError
 from trainables.layer_lr import LayerLRConfig
-from trainables.losses import ELEMENT_SHARES, rate_distortion, scale_distortion_shares
+from trainables.losses import ELEMENT_SHARES, psnr
 
 CPU = torch.device("cpu")
 
@@ -83,48 +85,13 @@ def test_validation_reports_per_scale_losses_that_sum_to_the_loss(photos, pretra
     assert total == pytest.approx(metrics["loss"], rel=1e-6)
     assert metrics["bpp_s1"] + metrics["bpp_s2"] + metrics["bpp_s3"] == pytest.approx(
         metrics["bpp_y"], rel=1e-6)
-    assert metrics["psnr"] == pytest.approx(10 * math.log10(1 / metrics["mse"]))
+    assert metrics["psnr"] == pytest.approx(psnr(metrics["mse"]))  # one validation image
     assert 10 < metrics["psnr"] < 50 and 0 < metrics["bpp"] < 8
     assert 0 < metrics["ms_ssim"] <= 1
     # The distortion is shared out by measurement, not by the lattices' element counts.
     shares = [metrics[f"dshare_s{k}"] for k in (1, 2, 3)]
     assert sum(shares) == pytest.approx(1.0) and min(shares) >= 0
     assert shares != pytest.approx(list(ELEMENT_SHARES), abs=1e-3)
-
-
-def test_distortion_is_attributed_to_the_lattice_that_was_quantised(pretrained_tiny_path):
-    model = hpcm.load_model(pretrained_tiny_path).eval()
-    x = bundled_photo_crop()
-    with torch.no_grad():
-        y = model(x)["latents"]["y"]
-    labels = hpcm.scale_labels(*y.shape[1:])
-    for k in (1, 2, 3):
-        # Only lattice k's elements are coded with an error: all the distortion is its own.
-        y_hat = torch.where(labels == k, torch.round(y * 0.5) * 2, y)
-        shares = scale_distortion_shares(model.g_s, y, y_hat, x)
-        assert shares[k - 1] == pytest.approx(1.0)
-        assert sum(shares) == pytest.approx(1.0)
-
-
-def bundled_photo_crop():
-    photo = ImageFolderDataset(bundled_photos("val")[:1], mode="val")[0]
-    return photo[:, :128, :128].unsqueeze(0)
-
-
-def test_rate_distortion_uses_real_lattices():
-    model = hpcm.create_model("tiny").eval()
-    x = torch.rand(1, 3, 128, 128)
-    with torch.no_grad():
-        out = model(x)
-    terms = rate_distortion(out["x_hat"], x, out["likelihoods"], lmbda=0.01)
-    labels = hpcm.scale_labels(*out["likelihoods"]["y"].shape[1:])
-    bits = -torch.log2(out["likelihoods"]["y"][0])
-    for k in (1, 2, 3):
-        assert float(terms[f"bpp_s{k}"]) == pytest.approx(
-            float(bits[labels == k].sum()) / (128 * 128), rel=1e-5)
-    # Real per-scale rates are not the fixed fractions of the report's code.
-    shares = [float(terms[f"bpp_s{k}"] / terms["bpp_y"]) for k in (1, 2, 3)]
-    assert shares != pytest.approx([1 / 16, 3 / 16, 3 / 4], abs=1e-3)
 
 
 def test_diverged_training_fails_with_a_clear_reason(photos, pretrained_tiny_path):

@@ -1,7 +1,8 @@
 """The sweep service on a real local Ray cluster with fake GPUs, real Optuna and real photos.
 
 One Ray cluster serves the whole module (starting Ray costs seconds). Drivers that are
-killed run as subprocesses of ``tune_main.py`` connected to that cluster.
+killed run as subprocesses connected to that cluster and kill themselves at a fixed point
+of the sweep (``tests/killed_driver.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -22,6 +22,8 @@ from ray.cluster_utils import Cluster
 from ray.tune import Callback
 
 from stoppers import AdaptivePatience, budget_settings
+from tests.killed_driver import (KillDriverOnce, config_key, kill_cli_run, kill_sweep,
+                                 resume_cli, stop_epochs)
 from trainables.spec import TrialSpec
 from trainables.sweep import SweepOptions, resume_sweep, run_sweep, summarize
 
@@ -57,13 +59,7 @@ def _options(tmp_path, photo_dirs, checkpoint, name, **overrides) -> SweepOption
 
 def _stop_epochs(results) -> dict[str, int]:
     """Last reported epoch per config (configs are distinct within one sweep)."""
-    out = {}
-    for r in results:
-        key = json.dumps({k: r.config.get(k) for k in (
-            "context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch",
-            "unfreeze_context_epoch")}, sort_keys=True)
-        out[key] = int(r.metrics["epoch"])
-    return out
+    return {config_key(r.config): int(r.metrics["epoch"]) for r in results}
 
 
 def _replayed_stop_epoch(history, settings: dict) -> int | None:
@@ -113,11 +109,25 @@ def test_sweep_reports_per_scale_metrics_and_stops_by_patience(reference):
     assert summary["epochs_budget"] == 3 * EPOCHS
 
 
+def _ran_together(a, b) -> bool:
+    """Whether trial ``a`` reported an epoch strictly between ``b``'s first and last reports
+    (Tune's whole-second timestamps): trials run one after the other never do."""
+    first, last = b["timestamp"].min(), b["timestamp"].max()
+    return bool(((a["timestamp"] > first) & (a["timestamp"] < last)).any())
+
+
 def test_two_trials_share_a_fake_gpu_at_half_a_gpu_each(reference):
     _, results = reference
-    gpu_ids = [r.metrics["gpu_ids"] for r in results]
-    assert all(len(ids.split(",")) == 1 for ids in gpu_ids)
-    assert len(set(gpu_ids)) < len(gpu_ids)  # 3 trials on 2 GPUs at 0.5 each
+    for r in results:  # one GPU id each, and half of it counted as the trial's device share
+        assert len(r.metrics["gpu_ids"].split(",")) == 1 and r.metrics["devices"] == 0.5
+    # Two trials (two worker processes) held the same GPU at the same time.
+    shared = [(a, b) for i, a in enumerate(results) for b in list(results)[i + 1:]
+              if a.metrics["gpu_ids"] == b.metrics["gpu_ids"]
+              and a.metrics["pid"] != b.metrics["pid"]
+              and (_ran_together(a.metrics_dataframe, b.metrics_dataframe)
+                   or _ran_together(b.metrics_dataframe, a.metrics_dataframe))]
+    assert shared, [(r.metrics["gpu_ids"], r.metrics_dataframe["timestamp"].tolist())
+                    for r in results]
 
 
 def test_conditional_columns_only_for_progressive(reference):
@@ -174,18 +184,18 @@ def test_killed_trial_resumes_from_its_checkpoint_and_stops_on_the_same_epoch(
         twice = result.metrics_dataframe[result.metrics_dataframe["epoch"].duplicated(keep=False)]
         for _, rows in twice.groupby("epoch"):
             assert rows["loss"].nunique() == 1
-        assert _replayed_stop_epoch(history, result.config["stopper"]) in (None, epochs[-1])
-
-
-def _results_lines(path: Path) -> int:
-    return sum(len(p.read_text().splitlines()) for p in path.glob("*/result.json"))
+        # It stopped where the plain AdaptivePatience says, or ran to the budget.
+        stop = _replayed_stop_epoch(history, result.config["stopper"])
+        assert epochs[-1] == (EPOCHS - 1 if stop is None else stop)
 
 
 def test_killed_driver_resumes_with_the_same_stop_epochs(
         cluster, reference, tmp_path, photo_dirs, pretrained_tiny_path):
+    """The CLI's driver is killed when its second trial reports its second epoch; `resume`
+    ends every trial where the uninterrupted sweep ended it."""
     _, expected = reference
     options = _options(tmp_path, photo_dirs, pretrained_tiny_path, "killed-driver")
-    args = [sys.executable, str(REPO / "tune_main.py"), "run", "--address", cluster.address,
+    argv = ["run", "--address", cluster.address,
             "--checkpoint", str(pretrained_tiny_path), "--train-dir", options.trial.train_dir,
             "--val-dir", options.trial.val_dir, "--lmbda", "0.0483", "--batch-size", "4",
             "--crops-per-image", "2", "--epochs", str(EPOCHS), "--num-samples", "3",
@@ -193,58 +203,16 @@ def test_killed_driver_resumes_with_the_same_stop_epochs(
             "--storage-path", options.storage_path, "--name", options.name,
             "--patience", "2", "--min-patience", "1", "--max-patience", "4",
             "--scheduler", "fifo"]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    driver = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    experiment = Path(options.path)
-    deadline = time.monotonic() + 180
-    while _results_lines(experiment) < 4 and time.monotonic() < deadline:
-        assert driver.poll() is None, "the driver ended before it could be killed"
-        time.sleep(0.5)
-    assert _results_lines(experiment) >= 4
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    kill_cli_run(argv, KillDriverOnce(trial_number=2, trained_epochs=2,
+                                      marker=tmp_path / "killed"))
+    # Killed while it handled that report: the trial has at most those two epochs on disk.
+    killed = (tmp_path / "killed").read_text()
+    assert len((Path(options.path) / f"trial_{killed}" / "result.json").read_text(
+    ).splitlines()) <= 2
 
-    resumed = subprocess.run(
-        [sys.executable, str(REPO / "tune_main.py"), "resume", str(experiment),
-         "--address", cluster.address], cwd=REPO, env=env, capture_output=True, text=True,
-        timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resumed = resume_cli(options.path, cluster.address)
     assert "sweep finished" in resumed.stdout
-
-    from ray.tune import ExperimentAnalysis
-
-    results = ExperimentAnalysis(str(experiment))
-    trials = results.trials
-    assert len(trials) == 3
-    stop = {}
-    for trial in trials:
-        df = results.trial_dataframes[trial.trial_id]
-        key = json.dumps({k: trial.config.get(k) for k in (
-            "context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch",
-            "unfreeze_context_epoch")}, sort_keys=True)
-        stop[key] = int(df["epoch"].max())
-    assert stop == _stop_epochs(expected)
-
-
-class KillDriverOnce(Callback):
-    """SIGKILL the driver itself when its ``trial_number``-th trial (in start order) reports
-    ``trained_epochs``: the same point of the sweep on every run. Once: ``marker`` records
-    the kill, so the resumed driver (which unpickles this callback too) goes on."""
-
-    def __init__(self, trial_number: int, trained_epochs: int, marker: Path) -> None:
-        self.trial_number, self.trained_epochs, self.marker = (
-            trial_number, trained_epochs, marker)
-        self.started: list[str] = []
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if trial.trial_id not in self.started:
-            self.started.append(trial.trial_id)
-        if (len(self.started) == self.trial_number and trial.trial_id == self.started[-1]
-                and result["trained_epochs"] == self.trained_epochs
-                and not self.marker.exists()):
-            self.marker.write_text(trial.trial_id)
-            os.kill(os.getpid(), signal.SIGKILL)
+    assert stop_epochs(options.path) == _stop_epochs(expected)
 
 
 # One trial at a time, so that ASHA's decisions do not depend on which of two trials reaches
@@ -254,31 +222,15 @@ ASHA = dict(scheduler="asha", preset="seed-ablation", num_samples=4, max_concurr
 
 def test_killed_driver_resume_with_asha_keeps_its_rungs(cluster, tmp_path, photo_dirs,
                                                         pretrained_tiny_path):
-    import pickle
-
     from ray.tune import ExperimentAnalysis
 
     expected = _stop_epochs(run_sweep(_options(
         tmp_path / "reference", photo_dirs, pretrained_tiny_path, "asha-reference", **ASHA)))
     options = _options(tmp_path, photo_dirs, pretrained_tiny_path, "asha-killed", **ASHA)
-    marker = tmp_path / "killed"
-    driver = ("import pickle, sys, ray\n"
-              "from trainables.sweep import run_sweep\n"
-              "options, killer = pickle.loads(bytes.fromhex(sys.argv[2]))\n"
-              "ray.init(address=sys.argv[1])\n"
-              "run_sweep(options, callbacks=[killer])\n")
-    payload = pickle.dumps((options, KillDriverOnce(3, 1, marker))).hex()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    killed = subprocess.run([sys.executable, "-c", driver, cluster.address, payload], cwd=REPO,
-                            env=env, capture_output=True, text=True, timeout=300)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert marker.exists()
-
-    resumed = subprocess.run(
-        [sys.executable, str(REPO / "tune_main.py"), "resume", options.path,
-         "--address", cluster.address], cwd=REPO, env=env, capture_output=True, text=True,
-        timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # Killed at the third trial's first report: the first two have finished.
+    kill_sweep(cluster.address, options, KillDriverOnce(trial_number=3, trained_epochs=1,
+                                                        marker=tmp_path / "killed"))
+    resumed = resume_cli(options.path, cluster.address)
     # The rungs were rebuilt from what the first two trials (finished before the kill) reported.
     rebuilt = [line for line in resumed.stderr.splitlines() if "ASHA rungs rebuilt" in line]
     assert len(rebuilt) == 1, resumed.stderr[-3000:]
@@ -286,18 +238,12 @@ def test_killed_driver_resume_with_asha_keeps_its_rungs(cluster, tmp_path, photo
 
     analysis = ExperimentAnalysis(options.path)
     assert len(analysis.trials) == 4  # none lost, none run twice
-    stop = {}
     for trial in analysis.trials:
-        df = analysis.trial_dataframes[trial.trial_id]
-        epochs = sorted(set(df["epoch"]))
+        epochs = sorted(set(analysis.trial_dataframes[trial.trial_id]["epoch"]))
         assert epochs == list(range(len(epochs)))  # every epoch trained, once or replayed
-        key = json.dumps({k: trial.config.get(k) for k in (
-            "context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch",
-            "unfreeze_context_epoch")}, sort_keys=True)
-        stop[key] = int(df["epoch"].max())
     # Every trial ends where it ended without the kill: culled at the same rungs, or stopped
     # by the per-scale stopper at the same epoch.
-    assert stop == expected
+    assert stop_epochs(options.path) == expected
 
 
 def test_resume_refuses_a_folder_this_project_did_not_make(tmp_path):
