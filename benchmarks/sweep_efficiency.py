@@ -58,13 +58,13 @@ WITHIN = 0.005
 
 def run_method(method: str, args, checkpoint: str, storage: str, seed: int) -> dict:
     """One sweep; returns its epoch reports in the order they were made, and its trials."""
-    from stoppers import budget_settings
+    from stoppers import stopper_settings
     from trainables.demo import demo_spec
     from trainables.sweep import SweepOptions, run_sweep
 
     sampler, scheduler, stopper, preset = METHODS[method]
     trial = demo_spec(checkpoint, crops_per_image=args.crops,
-                      stopper=budget_settings(args.epochs) if stopper else None)
+                      stopper=stopper_settings("budget" if stopper else "off", args.epochs))
     num_samples = 6 if method == "grid" else args.trials
     options = SweepOptions(name=f"{method}-{seed}", storage_path=storage, trial=trial,
                            epochs=args.epochs, num_samples=num_samples, preset=preset,
