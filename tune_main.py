@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from analysis import cli as analysis_cli  # argparse only; heavy imports stay in the commands
 from hpcm_tune.errors import HpcmTuneError, InputError, UsageError
 from hpcm_tune.files import is_uri, location
+from trainables import cluster  # standard library only: --help stays instant
 from hpcm_tune.names import (FREEZE_STRATEGIES, SAMPLERS, SCHEDULERS, SEARCH_PRESETS,
                              SEARCHED_KNOBS)
 
@@ -171,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- shared helpers --------------------------------------------------------------------
 def _stopper_settings(args: argparse.Namespace) -> dict | None:
-    """AdaptivePatience arguments of --stopper, with the flags that override them."""
-    from stoppers import budget_settings
+    """The per-scale stopper of --stopper and the flags that override its settings."""
+    from stoppers import stopper_settings
 
     overrides = {key: getattr(args, key) for key in
                  ("patience", "min_patience", "max_patience", "min_delta", "warmup_epochs")
@@ -182,26 +183,16 @@ def _stopper_settings(args: argparse.Namespace) -> dict | None:
         log.info("per-scale stopper: %s (%s)", args.stopper,
                  "stopper settings given" if overrides else "the default: with ASHA it cost "
                  "accuracy in the sweep benchmark; --stopper budget turns it on")
-    if args.stopper == "off":
-        if overrides:
-            raise UsageError(f"--stopper off takes no stopper settings, got "
-                             f"{', '.join('--' + k.replace('_', '-') for k in overrides)}")
-        return None
-    settings = budget_settings(args.epochs) if args.stopper == "budget" else {}
-    settings.update(overrides)
-    if args.stopper == "budget":
-        log.info("per-scale stopper for a %d-epoch budget: %s", args.epochs, settings)
-    if settings.get("warmup_epochs", 0) >= args.epochs:
-        log.warning("the per-scale stopper judges no epoch: its warm-up (%d epochs) covers the "
-                    "whole budget of %d; lower --stopper-warmup-epochs",
-                    settings["warmup_epochs"], args.epochs)
-    from stoppers import AdaptivePatience
-
-    try:  # every trial would fail on the same settings: refuse them here, once
-        AdaptivePatience(**settings)
+    if args.stopper == "off" and overrides:
+        raise UsageError(f"--stopper off takes no stopper settings, got "
+                         f"{', '.join('--' + k.replace('_', '-') for k in overrides)}")
+    try:
+        settings = stopper_settings(args.stopper, args.epochs, overrides)
     except InputError as exc:
         raise UsageError(f"per-scale stopper: {exc}; adjust --patience/--min-patience/"
                          "--max-patience/--min-delta/--stopper-warmup-epochs") from exc
+    if args.stopper == "budget":
+        log.info("per-scale stopper for a %d-epoch budget: %s", args.epochs, settings)
     return settings
 
 
@@ -388,10 +379,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--wide-space searches base_lr: drop --base-lr (or --wide-space)")
     _resolve_task(args)
     _check_numbers(args)
-    address = _ray_address(args)
+    address = cluster.cluster_address(args.address)
     if address is None:
         _check_local_resources(args)
-    _prepare_ray(address)
+    cluster.prepare(address)
     from trainables.sweep import SweepOptions, join_storage, run_sweep
     from trainables.tracking import tracking_callbacks
 
@@ -482,8 +473,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         from trainables.sweep import read_marker
 
         read_marker(path)  # a folder this project did not create is refused before Ray starts
-    address = _ray_address(args)
-    _prepare_ray(address)
+    address = cluster.cluster_address(args.address)
+    cluster.prepare(address)
     from trainables.sweep import resume_sweep
 
     return _sweep(address, False, lambda: resume_sweep(path, retry_errored=args.retry_errored,
@@ -498,12 +489,12 @@ def _sweep(address: str | None, dashboard: bool, fit, verbose: bool = False) -> 
 
     from trainables.sweep import summarize
 
-    _init_ray(address, dashboard=dashboard, verbose=verbose)
+    cluster.connect(address, dashboard=dashboard, verbose=verbose)
     try:
         start = time.perf_counter()
         results, options = fit()
         summary = summarize(results, options)
-        summary["worker_logs"] = _worker_log_dir()
+        summary["worker_logs"] = cluster.worker_log_dir()
         _print_summary(summary, time.perf_counter() - start)
     finally:
         ray.shutdown()
@@ -556,82 +547,6 @@ def cmd_inspect_model(args: argparse.Namespace) -> int:
               f"{'yes' if row['frozen'] else 'no':<6}  {starts}")
     print(f"trainable now: {manager.trainable_parameter_count():,}")
     return 0
-
-
-def _ray_address(args: argparse.Namespace) -> str | None:
-    """--address, or inside a Ray Job the job's cluster (RAY_ADDRESS): never start another."""
-    import os
-
-    return args.address or os.environ.get("RAY_ADDRESS") or None
-
-
-def _prepare_ray(address: str | None) -> None:
-    """Before Ray is imported: a local cluster listens on 127.0.0.1 only; a remote address
-    must answer within seconds (ray.init would otherwise retry for minutes)."""
-    import os
-    import socket
-
-    if address is None:
-        # On Linux Ray binds the node's public IP unless it believes it runs on a laptop OS;
-        # this switch (read at import) makes it use the loopback address.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        return
-    if address == "auto":
-        return
-    host, _, port = address.split("://")[-1].rstrip("/").rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot reach the Ray cluster at --address {address} ({exc}); "
-                         "check the head's address and port, or omit --address to run "
-                         "locally") from exc
-    if os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "false", ""):
-        _check_speaks_grpc(address, f"{host}:{port}")
-
-
-def _check_speaks_grpc(address: str, target: str) -> None:
-    """A port that accepts TCP but is no Ray head (a web server, say) would make ray.init
-    retry for minutes: the head's GCS (or Ray Client server) must answer a gRPC handshake."""
-    import grpc
-
-    channel = grpc.insecure_channel(target)
-    try:
-        grpc.channel_ready_future(channel).result(timeout=10)
-    except grpc.FutureTimeoutError as exc:
-        raise UsageError(f"--address {address} accepts connections but does not answer as a "
-                         "Ray cluster; give the head's GCS port (6379 by default) or its Ray "
-                         "Client port (ray://...:10001)") from exc
-    finally:
-        channel.close()
-
-
-def _init_ray(address: str | None, dashboard: bool, verbose: bool = True) -> None:
-    """``verbose=False``: the workers' stdout/stderr are not streamed to this console (they
-    stay in the session's logs/worker-*.err, see _worker_log_dir)."""
-    import ray
-
-    if address:
-        try:
-            ray.init(address=address, log_to_driver=verbose)
-        except ConnectionError as exc:
-            raise UsageError(f"cannot reach the Ray cluster at --address {address} "
-                             f"({_one_line(exc)}); is a Ray head listening there?") from exc
-        return
-    # A new local cluster ("local": never attach to another one on this machine); the
-    # dashboard, if asked for, binds 127.0.0.1 only.
-    ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
-             log_to_driver=verbose)
-
-
-def _worker_log_dir() -> str | None:
-    """The Ray session's log folder on this node, if the driver runs on one (not via Ray
-    Client): each trial's worker output is worker-*-<pid>.err there, pid in its results."""
-    try:
-        from ray._private import worker
-
-        return str(Path(worker._global_node.get_session_dir_path()) / "logs")
-    except (AttributeError, ImportError):
-        return None
 
 
 def _print_summary(summary: dict, wall_s: float) -> None:

@@ -58,13 +58,13 @@ WITHIN = 0.005
 
 def run_method(method: str, args, checkpoint: str, storage: str, seed: int) -> dict:
     """One sweep; returns its epoch reports in the order they were made, and its trials."""
-    from stoppers import budget_settings
+    from stoppers import stopper_settings
     from trainables.demo import demo_spec
     from trainables.sweep import SweepOptions, run_sweep
 
     sampler, scheduler, stopper, preset = METHODS[method]
     trial = demo_spec(checkpoint, crops_per_image=args.crops,
-                      stopper=budget_settings(args.epochs) if stopper else None)
+                      stopper=stopper_settings("budget" if stopper else "off", args.epochs))
     num_samples = 6 if method == "grid" else args.trials
     options = SweepOptions(name=f"{method}-{seed}", storage_path=storage, trial=trial,
                            epochs=args.epochs, num_samples=num_samples, preset=preset,
@@ -134,6 +134,27 @@ def sensitivity(runs: list[dict]) -> dict:
             "spread_over_sd": (worst - best) / max(sds.values()) if max(sds.values()) else math.inf,
             "largest_paired_sd": largest_paired,
             "spread_over_paired_sd": (worst - best) / largest_paired if largest_paired else math.inf}
+
+
+def early_rank_correlation(runs: list[dict], epochs: int) -> dict[int, list[float]]:
+    """How well a trial's best-so-far loss after k epochs ranks the final best losses (what
+    a rung at epoch k relies on): Spearman's rho per full-budget run, for each k."""
+    from scipy.stats import spearmanr
+
+    rhos: dict[int, list[float]] = {}
+    for run in runs:
+        curves: dict[str, list[float]] = {}
+        for report in run["reports"]:  # in report order: each trial's epochs in order
+            curves.setdefault(report["trial"], []).append(report["loss"])
+        full = [c for c in curves.values() if len(c) == epochs]
+        if len(full) < 3:
+            continue
+        final = [min(c) for c in full]
+        for k in range(1, epochs):
+            rho = spearmanr([min(c[:k]) for c in full], final).correlation
+            if math.isfinite(rho):
+                rhos.setdefault(k, []).append(rho)
+    return rhos
 
 
 def main() -> None:
@@ -244,6 +265,14 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
               f"tpe+asha {mean(asha, 'epochs'):.1f} trial-epochs; "
               f"{mean(ours, 'compute_vs_full_budget'):.0%} of its trials at full budget "
               "(goal <= 30 %)")
+    full_budget = [run for by_method in runs.values() for m, run in by_method.items()
+                   if METHODS[m][1] == "fifo" and not METHODS[m][2]]
+    rhos = early_rank_correlation(full_budget, args.epochs)
+    if rhos:
+        summary["early_rank_rho"] = rhos
+        print(f"ranking at epoch k vs the final best losses (Spearman rho over {len(full_budget)} "
+              "full-budget runs, min..max): " + "; ".join(
+                  f"k={k}: {min(v):+.2f}..{max(v):+.2f}" for k, v in sorted(rhos.items())))
     if "grid" in methods:
         sens = sensitivity([by_method["grid"] for by_method in runs.values()])
         summary["sensitivity"] = sens

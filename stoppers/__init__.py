@@ -18,6 +18,7 @@ from stoppers.adaptive_patience import (
     AdaptivePatience,
     budget_settings,
     report_fields,
+    stopper_settings,
 )
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ __all__ = [
     "AllScalesStopper",
     "budget_settings",
     "report_fields",
+    "stopper_settings",
 ]
 
 

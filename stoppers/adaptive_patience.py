@@ -14,6 +14,7 @@ checkpoints ``state_dict()`` together with the model weights, and reports
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,8 @@ from typing import Any
 
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import SCALES
+
+log = logging.getLogger(__name__)
 
 #: Decisions returned by :meth:`AdaptivePatience.step`, per scale.
 IMPROVED = "improved"
@@ -393,6 +396,32 @@ def budget_settings(epochs: int) -> dict[str, Any]:
         "patience_down": max(1, math.ceil(patience / 10)),
         "warmup_epochs": max(1, math.ceil(epochs / 12)),
     }
+
+
+def stopper_settings(mode: str, epochs: int,
+                     overrides: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The per-scale stopper of a ``mode``: ``"budget"`` (:func:`budget_settings`),
+    ``"report"`` (the class defaults: the original report's absolute settings) or ``"off"``
+    (None: no per-scale stopping), with ``overrides`` applied; checked once here rather than
+    in every trial.
+
+    Raises:
+        InputError: an unknown mode, overrides with ``"off"``, or settings AdaptivePatience
+            refuses.
+    """
+    overrides = overrides or {}
+    if mode not in ("budget", "report", "off"):
+        raise InputError(f"unknown stopper mode {mode!r}; choose budget, report or off")
+    if mode == "off":
+        if overrides:
+            raise InputError(f"stopping is off: no settings apply, got {sorted(overrides)}")
+        return None
+    settings = {**(budget_settings(epochs) if mode == "budget" else {}), **overrides}
+    AdaptivePatience(**settings)  # validates
+    if settings.get("warmup_epochs", 0) >= epochs:
+        log.warning("the per-scale stopper judges no epoch: its warm-up (%d epochs) covers the "
+                    "whole budget of %d", settings["warmup_epochs"], epochs)
+    return settings
 
 
 #: Key of the trial-level flag in :func:`report_fields`; the Tune stopper reads it.

@@ -14,7 +14,7 @@ def pytest_configure(config: pytest.Config) -> None:
     cache = Path(config.cache.mkdir("hpcm-tune"))
     os.environ["HPCM_TUNE_CACHE"] = str(cache)
     # Ray clusters made by the tests listen on 127.0.0.1 only (read when ray is imported;
-    # see tune_main._prepare_ray).
+    # see trainables.cluster.prepare).
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 

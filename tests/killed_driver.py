@@ -21,7 +21,12 @@ from pathlib import Path
 from ray.tune import Callback
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, PYTHONPATH=str(REPO))
+
+
+def _env() -> dict[str, str]:
+    """This process's environment when the driver starts: Ray sets RAY_AUTH_MODE=token in it
+    once a test cluster is up, and a driver without it cannot join that cluster."""
+    return dict(os.environ, PYTHONPATH=str(REPO))
 
 # The searched knobs that tell one trial's config from another's within a sweep.
 KNOBS = ("context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch", "unfreeze_context_epoch")
@@ -68,7 +73,7 @@ run_sweep(options, callbacks=[killer])
 def _killed(how: str, what, killer: KillDriverOnce, timeout: float) -> None:
     proc = subprocess.run([sys.executable, "-c", _DRIVER,
                            pickle.dumps((killer, how, what)).hex()],
-                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == -signal.SIGKILL, (
         f"the driver was not killed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     assert killer.marker.is_file()
@@ -88,7 +93,7 @@ def resume_cli(path: str | Path, address: str, timeout: float = 300
                ) -> subprocess.CompletedProcess:
     """``tune_main.py resume`` as a user runs it; asserts that it succeeded."""
     proc = subprocess.run([sys.executable, str(REPO / "tune_main.py"), "resume", str(path),
-                           "--address", address], cwd=REPO, env=ENV, capture_output=True,
+                           "--address", address], cwd=REPO, env=_env(), capture_output=True,
                           text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc

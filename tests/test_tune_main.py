@@ -197,9 +197,9 @@ def test_the_projects_own_checkpoints_are_accepted_as_starting_points(
 LISTENING = """
 import json, sys
 import psutil
-import tune_main
-tune_main._prepare_ray(None)  # what `run` and `resume` without --address do
-tune_main._init_ray(None, dashboard=True, verbose=False)
+from trainables import cluster
+cluster.prepare(None)  # what `run` and `resume` without --address do
+cluster.connect(None, dashboard=True, verbose=False)
 import ray
 from ray._private.worker import get_dashboard_url
 ray.get(ray.remote(lambda: 1).remote())  # a worker process too

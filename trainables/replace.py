@@ -5,7 +5,7 @@ nothing is copied or lost). A Tune callback deletes it when the new sweep's Tune
 the start fails (a check that runs once Ray is up, an interrupted start), the old folder is
 put back where it was. A driver killed in between leaves it under its hidden name, intact.
 
-Import this module only after ``tune_main._prepare_ray``: it imports Ray.
+Import this module only after ``trainables.cluster.prepare``: it imports Ray.
 """
 
 from __future__ import annotations

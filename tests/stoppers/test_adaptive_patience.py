@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
+
+from hpcm_tune.errors import InputError
 
 from stoppers import (
     ALL_STOPPED_KEY,
@@ -406,3 +409,21 @@ def test_relative_state_round_trips_and_old_states_load_as_absolute():
     AdaptivePatience().load_state_dict(old)  # saved before `relative` existed
     with pytest.raises(ValueError, match="config"):
         AdaptivePatience(**budget_settings(12)).load_state_dict(old)
+
+
+def test_stopper_modes_give_the_budget_the_report_or_no_settings(caplog):
+    from stoppers import stopper_settings
+
+    assert stopper_settings("off", 12) is None
+    assert stopper_settings("budget", 12) == budget_settings(12)
+    assert stopper_settings("report", 12, {"patience": 30}) == {"patience": 30}
+    assert stopper_settings("budget", 12, {"patience": 3})["patience"] == 3
+    with pytest.raises(InputError, match="stopping is off"):
+        stopper_settings("off", 12, {"patience": 3})
+    with pytest.raises(InputError, match="unknown stopper mode 'fast'"):
+        stopper_settings("fast", 12)
+    with pytest.raises(InputError):  # AdaptivePatience refuses it
+        stopper_settings("budget", 12, {"patience": 0})
+    with caplog.at_level(logging.WARNING, logger="stoppers.adaptive_patience"):
+        stopper_settings("budget", 4, {"warmup_epochs": 4})
+    assert any("judges no epoch" in r.getMessage() for r in caplog.records)
