@@ -67,7 +67,8 @@ def confidence(winner: dict) -> str:
 
 
 def _gap(versus: dict) -> str:
-    spread = (f"{versus['gap_in_std']:.2f} standard deviations of the trials' best losses"
+    spread = (f"{versus['gap_in_std']:.2f} standard deviations of the best losses of the "
+              "trials not culled"
               if math.isfinite(versus["gap_in_std"]) else "no spread estimate (fewer than 3 "
               "trials)")
     return f"{versus['gap']:.4g} worse ({versus['gap_pct']:.3f}%; {spread})"

@@ -89,7 +89,11 @@ class Experiment:
         medians = done.groupby("family")["best_loss"].median().sort_values()
         out["family_rank"] = int(list(medians.index).index(best["family"])) + 1
         out["family_median_loss"] = {k: float(v) for k, v in medians.items()}
-        spread = float(done["best_loss"].std()) if len(done) > 2 else math.nan
+        # The gaps' yardstick: the spread of the trials that trained on (a trial culled at a
+        # rung stopped before it converged; its loss would inflate the spread).
+        trained_on = done[done["stop_reason"] != "culled by the scheduler"]
+        pool = trained_on if len(trained_on) > 2 else done
+        spread = float(pool["best_loss"].std()) if len(pool) > 2 else math.nan
         if len(done) > 1:
             out["runner_up"] = self._versus(best, done.iloc[1], spread)
             out["runner_up"]["neighbour"] = self.neighbours(best, done.iloc[1])

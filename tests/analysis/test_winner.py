@@ -10,9 +10,11 @@ from analysis.report import confidence
 from analysis.results import Experiment
 
 
-def _experiment(rows: list[tuple[str, float, str, float]]) -> Experiment:
+def _experiment(rows: list[tuple[str, float, str, float]],
+                culled: tuple[str, ...] = ()) -> Experiment:
     trials = pd.DataFrame(
-        [{"trial_id": t, "best_loss": loss, "best_epoch": 5, "stop_reason": "epoch budget",
+        [{"trial_id": t, "best_loss": loss, "best_epoch": 5,
+          "stop_reason": "culled by the scheduler" if t in culled else "epoch budget",
           "family": strategy, "freeze_strategy": strategy, "context_lr_ratio": ratio}
          for t, loss, strategy, ratio in rows])
     return Experiment(path=Path("."), options={}, trials=trials, epochs=pd.DataFrame(),
@@ -48,3 +50,16 @@ def test_neighbours_need_the_same_strategy_and_close_knobs():
     assert not exp.neighbours(rows["w"], rows["x"])  # another strategy
     assert not exp.neighbours(rows["w"], rows["y"])  # 1.8x apart
     assert exp.neighbours(rows["w"], rows["z"])  # 1.29x apart
+
+
+def test_culled_trials_do_not_widen_the_yardstick():
+    # Trials culled at an early rung have far higher (unconverged) losses: measured against
+    # their spread, every gap between trained-on trials would look like a tie.
+    rows = [("w", 0.5586, "entropy", 0.93), ("n", 0.5593, "entropy", 0.90),
+            ("d", 0.5620, "none", 0.36), ("e", 0.5650, "entropy", 0.30),
+            ("c1", 0.63, "entropy", 0.02), ("c2", 0.64, "none", 0.05), ("c3", 0.65, "none", 0.1)]
+    winner = _experiment(rows, culled=("c1", "c2", "c3")).winner()
+    assert winner["best_other"]["trial_id"] == "d"
+    assert winner["best_other"]["gap_in_std"] > 1
+    assert "clearly ahead" in confidence(winner)
+    assert _experiment(rows).winner()["best_other"]["gap_in_std"] < 0.5  # all trials: a tie
