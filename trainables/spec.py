@@ -8,10 +8,9 @@ one key. The same flat dict is what the experiment marker holds; :meth:`TrialSpe
 reads it back and refuses a key it does not know (a misspelt knob would otherwise train at
 its default without a word).
 
-    tune_main.py flags ──> TrialSpec ──to_config()──> param_space ──Tune──> trial config
-                          (one builder)                + searched knobs          │
-                                                                   from_config()│
-                                                 run_trial(TrialSpec) <─────────┘
+    CLI flags ──> TrialSpec ──to_config()──> param_space ──Tune──> trial config
+                (one builder)                + searched knobs         │ from_config()
+                                      run_trial(TrialSpec) <──────────┘
 """
 
 from __future__ import annotations
