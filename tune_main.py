@@ -201,8 +201,6 @@ def _start_checkpoint(args: argparse.Namespace) -> tuple[str, str, str]:
     rather than in every trial. Any checkpoint the project wrote is accepted: a model file,
     a training state (``trial_state.pt``, ``best.pt``) or the folder holding one (see
     ``analysis.evaluate.resolve_checkpoint``)."""
-    import hpcm
-
     if args.checkpoint is None:
         if args.model != "tiny":
             raise UsageError(f"fine-tuning {args.model} needs a trained checkpoint: pass "
@@ -213,6 +211,7 @@ def _start_checkpoint(args: argparse.Namespace) -> tuple[str, str, str]:
     given = Path(args.checkpoint).expanduser().resolve()
     if not given.exists():
         raise UsageError(f"checkpoint file not found: {given}")
+    import hpcm
     from analysis.evaluate import resolve_checkpoint
 
     path = Path(resolve_checkpoint(given).path)  # a folder: the checkpoint file it holds

@@ -33,7 +33,8 @@ import hpcm  # noqa: E402
 from hpcm_tune.names import STATE_FILE  # noqa: E402
 from stoppers import AdaptivePatience  # noqa: E402
 from trainables.data import default_datasets  # noqa: E402
-from trainables.finetune import FineTuneConfig, FineTuner  # noqa: E402
+from trainables.finetune import FineTuner  # noqa: E402
+from trainables.spec import FineTuneConfig  # noqa: E402
 from trainables.layer_lr import LayerLRConfig  # noqa: E402
 from trainables.trial import save_state  # noqa: E402
 from model_speed import median_time  # noqa: E402  (this folder is on sys.path for scripts)

@@ -1,5 +1,6 @@
 """The one way the project writes a file: complete or not at all (``atomic_write``); and
-where results go: a local folder or a storage URI (``is_uri``, ``location``)."""
+where results go: a local folder or a storage URI (``is_uri``, ``location``); where cached
+data goes (``default_cache_dir``)."""
 
 from __future__ import annotations
 
@@ -77,3 +78,9 @@ def is_uri(path: str) -> bool:
 def location(path: str) -> str:
     """A storage URI as given; a local path made absolute (Ray workers run elsewhere)."""
     return path if is_uri(path) else str(Path(path).expanduser().resolve())
+
+
+def default_cache_dir() -> Path:
+    """Cache folder for materialised data: ``$HPCM_TUNE_CACHE`` or ``~/.cache/hpcm-tune``."""
+    env = os.environ.get("HPCM_TUNE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "hpcm-tune"

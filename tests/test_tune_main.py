@@ -26,6 +26,24 @@ def test_help_imports_neither_torch_nor_ray():
     assert out.strip().splitlines()[-1] == "[]"
 
 
+def test_the_demo_sweep_is_set_up_without_importing_torch(tmp_path):
+    # The driver only schedules: torch and compressai (~5 s on 2 cores) load in the trials'
+    # workers, not before the sweep can start.
+    code = ("import sys, tune_main\n"
+            "from trainables.sweep import SweepOptions, _trainable, param_space\n"
+            "args = tune_main.build_parser().parse_args(['run'])\n"
+            "tune_main._resolve_task(args)\n"
+            "spec = tune_main._trial_spec(args)\n"
+            f"options = SweepOptions(name='x', storage_path={str(tmp_path)!r}, trial=spec,\n"
+            "                       epochs=args.epochs, num_samples=8)\n"
+            "assert spec.checkpoint and param_space(options)['lmbda'] == args.lmbda\n"
+            "_trainable(options)\n"
+            "print([m for m in ('torch', 'compressai', 'hpcm') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def test_inspect_model_lists_groups_summing_to_the_model(capsys):
     assert tune_main.main(["inspect-model", "--model", "tiny", "--freeze-strategy",
                            "progressive"]) == 0
@@ -108,7 +126,8 @@ def test_keep_scale_best_writes_loadable_per_scale_weights(tmp_path, photo_dirs,
                                                            pretrained_tiny_path):
     import hpcm
     from trainables.data import ImageFolderDataset
-    from trainables.finetune import FineTuneConfig, FineTuner
+    from trainables.finetune import FineTuner
+    from trainables.spec import FineTuneConfig
 
     out = tmp_path / "ft"
     # Two epochs, both judged (the short-budget stopper would leave them unjudged as warm-up).

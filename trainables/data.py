@@ -33,7 +33,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hpcm_tune.errors import HpcmTuneError
-from hpcm_tune.files import atomic_write
+from hpcm_tune.files import atomic_write, default_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +84,6 @@ class CropParams(NamedTuple):
     left: int
     hflip: bool
     vflip: bool
-
-
-def default_cache_dir() -> Path:
-    """Cache folder for materialised data: ``$HPCM_TUNE_CACHE`` or ``~/.cache/hpcm-tune``."""
-    env = os.environ.get("HPCM_TUNE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "hpcm-tune"
 
 
 def _first_names(paths: Sequence[str | Path], limit: int = 5) -> str:
@@ -494,7 +488,7 @@ def bundled_photos(split: str, cache_dir: str | Path | None = None) -> list[Path
 
     The photos come from scikit-image and scikit-learn (no download) and are written once to
     ``<cache_dir>/bundled/<split>/<name>.png`` (``cache_dir`` defaults to
-    :func:`default_cache_dir`). The split is fixed, see :data:`BUNDLED_SPLIT`.
+    :func:`hpcm_tune.files.default_cache_dir`). The split is fixed, see :data:`BUNDLED_SPLIT`.
     """
     if split not in BUNDLED_SPLIT:
         raise DataError(f"unknown bundled split {split!r}; use one of {sorted(BUNDLED_SPLIT)}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import torch
 from pytorch_msssim import ms_ssim
@@ -18,11 +18,12 @@ from torch.utils.data import Dataset
 
 import hpcm
 from hpcm.checkpoint import TRAINING_FORMAT
-from hpcm_tune.errors import HpcmTuneError, InputError
+from hpcm_tune.errors import HpcmTuneError
 from hpcm_tune.names import SCALES
 from trainables.data import make_loader
-from trainables.layer_lr import LayerLRConfig, LayerLRManager
+from trainables.layer_lr import LayerLRManager
 from trainables.losses import psnr, rate_distortion, scale_distortion_shares
+from trainables.spec import FineTuneConfig
 
 log = logging.getLogger(__name__)
 
@@ -30,45 +31,6 @@ log = logging.getLogger(__name__)
 class NonFiniteLossError(HpcmTuneError, RuntimeError):
     """The fine-tune diverged: non-finite losses for too many batches in a row, or a
     non-finite validation loss."""
-
-
-@dataclass(frozen=True)
-class FineTuneConfig:
-    """Everything that defines one fine-tune apart from the model and the data."""
-
-    lmbda: float = 0.0067
-    epochs: int = 20
-    batch_size: int = 8
-    crop_size: int = 128
-    crops_per_image: int = 2
-    layer_lr: LayerLRConfig = field(default_factory=LayerLRConfig)
-    clip_norm: float = 1.0
-    max_nonfinite_in_a_row: int = 5
-    seed: int = 0
-    amp: bool = True  # bf16 autocast; only ever used on CUDA
-
-    def __post_init__(self) -> None:
-        if not self.lmbda > 0:
-            raise InputError(f"lambda must be > 0, got {self.lmbda}")
-        for name in ("epochs", "batch_size", "crop_size", "crops_per_image",
-                     "max_nonfinite_in_a_row"):
-            if getattr(self, name) <= 0:
-                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
-        lr = self.layer_lr
-        if lr.freeze_strategy == "progressive" and lr.unfreeze_context_epoch >= self.epochs:
-            raise InputError(
-                f"unfreeze_context_epoch ({lr.unfreeze_context_epoch}) must be below the "
-                f"epoch budget ({self.epochs})"
-            )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "FineTuneConfig":
-        data = dict(data)
-        data["layer_lr"] = LayerLRConfig(**data.get("layer_lr", {}))
-        return cls(**data)
 
 
 def select_device(gpu_ids: list | None = None) -> torch.device:

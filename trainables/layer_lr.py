@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import FREEZE_STRATEGIES
+
+if TYPE_CHECKING:  # torch only in annotations: the config is built where torch is not loaded
+    from torch import nn
 
 GROUPS: tuple[str, ...] = ("g_a", "g_s", "h_a", "h_s", "context", "entropy")
 

@@ -1,5 +1,8 @@
 """``TrialSpec``: one fine-tune trial, typed, and its flat form in Ray Tune.
 
+Both records (``FineTuneConfig``, ``TrialSpec``) import neither torch nor the model: a
+sweep's driver builds them without paying for those imports.
+
 A trial is its start model, its data, its fine-tune (``FineTuneConfig`` with the layer-wise
 learning rates) and how it checkpoints and stops. Tune sees it as one flat dict
 (:meth:`TrialSpec.to_config`): every field, the searched knobs included, is a top-level key,
@@ -17,12 +20,51 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hpcm_tune.errors import InputError
-from trainables.finetune import FineTuneConfig
 from trainables.layer_lr import LayerLRConfig
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Everything that defines one fine-tune apart from the model and the data."""
+
+    lmbda: float = 0.0067
+    epochs: int = 20
+    batch_size: int = 8
+    crop_size: int = 128
+    crops_per_image: int = 2
+    layer_lr: LayerLRConfig = field(default_factory=LayerLRConfig)
+    clip_norm: float = 1.0
+    max_nonfinite_in_a_row: int = 5
+    seed: int = 0
+    amp: bool = True  # bf16 autocast; only ever used on CUDA
+
+    def __post_init__(self) -> None:
+        if not self.lmbda > 0:
+            raise InputError(f"lambda must be > 0, got {self.lmbda}")
+        for name in ("epochs", "batch_size", "crop_size", "crops_per_image",
+                     "max_nonfinite_in_a_row"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
+        lr = self.layer_lr
+        if lr.freeze_strategy == "progressive" and lr.unfreeze_context_epoch >= self.epochs:
+            raise InputError(
+                f"unfreeze_context_epoch ({lr.unfreeze_context_epoch}) must be below the "
+                f"epoch budget ({self.epochs})"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FineTuneConfig":
+        data = dict(data)
+        data["layer_lr"] = LayerLRConfig(**data.get("layer_lr", {}))
+        return cls(**data)
+
 
 _LAYER_LR_FIELDS = tuple(f.name for f in dataclasses.fields(LayerLRConfig))
 _FINETUNE_FIELDS = tuple(f.name for f in dataclasses.fields(FineTuneConfig) if f.name != "layer_lr")

@@ -2,7 +2,8 @@
 with a ``TuneSession`` (Tune's checkpoints and reports).
 
 Tune pickles the trainable by its module path with the experiment state, so this module's
-name is part of every sweep folder that ``resume`` restores.
+name is part of every sweep folder that ``resume`` restores. It imports torch and the model
+only when a trial runs: the driver that hands the trainable to Tune never trains.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from trainables.spec import TrialSpec
-from trainables.trial import load_state, run_trial, save_state
 
 
 class TuneSession:
@@ -22,6 +22,8 @@ class TuneSession:
 
     def restore(self) -> dict | None:
         from ray import tune
+
+        from trainables.trial import load_state
 
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
@@ -31,6 +33,8 @@ class TuneSession:
 
     def report(self, metrics: dict[str, Any], state: dict | None) -> None:
         from ray import tune
+
+        from trainables.trial import save_state
 
         if state is None:
             tune.report(metrics)
@@ -44,6 +48,8 @@ def hpcm_trainable(config: dict) -> None:
     """Ray Tune function trainable: one HPCM fine-tune per trial (``config``: a
     ``TrialSpec``'s flat form with the searched knobs)."""
     import ray
+
+    from trainables.trial import run_trial
 
     # Worker processes start without logging set up; the device choice must be visible.
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

@@ -201,7 +201,8 @@ def test_load_model_accepts_training_checkpoints_and_refuses_other_presets():
 def trial_state_file(tmp_path_factory, pretrained_tiny_path) -> Path:
     """A real trial state (trainables.trial.save_state of a FineTuner) of the pre-trained tiny."""
     from trainables.data import ImageFolderDataset, bundled_photos
-    from trainables.finetune import FineTuneConfig, FineTuner
+    from trainables.finetune import FineTuner
+    from trainables.spec import FineTuneConfig
     from trainables.trial import save_state
 
     photos = ImageFolderDataset(bundled_photos("val")[:1], mode="val")

@@ -27,7 +27,7 @@ def test_user_errors_are_project_errors_with_their_builtin_base(error, builtin):
 def test_library_checks_of_user_settings_raise_input_errors():
     from search_spaces import FineTuneSpace, make_sampler, preset_points
     from stoppers import AdaptivePatience
-    from trainables.finetune import FineTuneConfig
+    from trainables.spec import FineTuneConfig
     from trainables.layer_lr import LayerLRConfig
 
     for make in (lambda: LayerLRConfig(context_lr_ratio=2.0),

@@ -1,4 +1,5 @@
-"""hpcm_tune.files.atomic_write: the new file whole, or the earlier one untouched."""
+"""hpcm_tune.files: atomic_write (the new file whole, or the earlier one untouched) and the
+cache folder."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hpcm_tune.errors import HpcmTuneError, WriteError
-from hpcm_tune.files import atomic_write
+from hpcm_tune.files import atomic_write, default_cache_dir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,3 +104,11 @@ def test_location_keeps_uris_and_makes_local_paths_absolute(tmp_path, monkeypatc
     assert location("s3://bucket/results") == "s3://bucket/results"
     assert location("results") == str(tmp_path / "results")
     assert is_uri("gs://b/x") and not is_uri("results/x") and not is_uri("/abs/x")
+
+
+def test_the_cache_folder_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPCM_TUNE_CACHE", str(tmp_path / "env-cache"))
+    assert default_cache_dir() == tmp_path / "env-cache"
+    monkeypatch.delenv("HPCM_TUNE_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "hpcm-tune"

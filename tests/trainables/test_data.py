@@ -19,7 +19,6 @@ from trainables.data import (
     DataError,
     ImageFolderDataset,
     bundled_photos,
-    default_cache_dir,
     default_datasets,
     list_images,
     load_rgb,
@@ -61,10 +60,6 @@ def _copy_photo(src: Path, dst: Path, size: tuple[int, int] | None = None, fmt: 
 
 
 # --- bundled photos -------------------------------------------------------------------------
-
-
-def test_default_cache_dir_follows_env(tmp_path: Path) -> None:
-    assert default_cache_dir() == tmp_path / "env-cache"
 
 
 def test_bundled_photos_materialise_into_env_cache(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ import torch
 
 import hpcm
 from trainables.data import ImageFolderDataset, bundled_photos
-from trainables.finetune import FineTuneConfig, FineTuner, NonFiniteLossError
+from trainables.finetune import FineTuner, NonFiniteLossError
+from trainables.spec import FineTuneConfig
 from trainables.layer_lr import LayerLRConfig
 from trainables.losses import ELEMENT_SHARES, psnr
 

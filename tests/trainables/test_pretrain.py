@@ -16,8 +16,10 @@ import torch
 
 import hpcm
 import trainables.pretrain as pretrain
+from trainables import data
 from trainables.data import ImageFolderDataset, bundled_photos
-from trainables.finetune import FineTuneConfig, FineTuner
+from trainables.finetune import FineTuner
+from trainables.spec import FineTuneConfig
 from trainables.layer_lr import LayerLRConfig
 
 # The recipe conftest's pretrained_tiny_path fixture was made with.
@@ -36,7 +38,7 @@ def cache(tmp_path, pretrained_tiny_path, monkeypatch):
     def would_train(*args, **kwargs):
         raise WouldTrain
 
-    monkeypatch.setattr(pretrain, "default_datasets", would_train)
+    monkeypatch.setattr(data, "default_datasets", would_train)
     return tmp_path
 
 
@@ -61,11 +63,22 @@ def test_another_recipe_is_never_served_the_cached_file(change, cache, caplog):
     assert target.startswith(str(cache)) and target not in {str(p) for p in cache.iterdir()}
 
 
+def test_the_default_recipe_is_served_the_shipped_model_without_training(cache):
+    # A fresh clone fine-tunes at once; a recipe changed without shipping its model would
+    # send every new user through minutes of pre-training (and fail here).
+    path = pretrain.pretrained_tiny(cache_dir=cache)
+    assert path.parent == pretrain.SHIPPED_DIR
+    assert path.name == pretrain.model_file_name(pretrain.PRETRAIN_RECIPE)
+    assert hpcm.load_model(path).config.name == "tiny"
+
+
+@pytest.mark.parametrize("which", ["session", "shipped"])
 def test_the_pretrained_model_codes_a_photo_better_than_its_untrained_start(
-        pretrained_tiny_path):
+        which, pretrained_tiny_path):
     val = ImageFolderDataset(bundled_photos("val")[:1], mode="val", max_side=256)
     config = FineTuneConfig(lmbda=RECIPE.lmbda, epochs=1, batch_size=1, crop_size=128)
-    trained = hpcm.load_model(pretrained_tiny_path)
+    trained = hpcm.load_model(pretrained_tiny_path if which == "session"
+                              else pretrain.pretrained_tiny())
     torch.manual_seed(RECIPE.seed)
     untrained = hpcm.create_model("tiny")
     assert trained.config == untrained.config  # the tiny preset

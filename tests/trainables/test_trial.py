@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from trainables.data import bundled_photos
-from trainables.finetune import FineTuneConfig
+from trainables.spec import FineTuneConfig
 from trainables.spec import TrialSpec
 from trainables.trial import _datasets
 
