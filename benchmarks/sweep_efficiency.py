@@ -26,6 +26,11 @@ the final gap. Printed as mean and sd over the seeds, with the goal: the default
 0.5 % with no more compute than tpe+asha and at most 30 % of running its trials at full
 budget. The grid's runs also give the task's knob sensitivity: the spread of the 6 configs'
 best losses against each config's seed-to-seed sd.
+
+What a curve-predicting scheduler could reach on the task: the full-budget sweeps' recorded
+curves are replayed under early-stopping rules (ASHA's rungs; learning-curve extrapolation
+of each trial's epoch-paired gap to the leader, Domhan et al. 2015 in spirit), with every
+earlier trial's curve known, which favours the rules over a real parallel sweep.
 """
 
 from __future__ import annotations
@@ -38,7 +43,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # bind 127.0.0.1, as the CLI
@@ -157,6 +165,99 @@ def early_rank_correlation(runs: list[dict], epochs: int) -> dict[int, list[floa
     return rhos
 
 
+def _curves(run: dict) -> list[list[float]]:
+    """Each trial's losses, epoch by epoch, trials in the order they first reported."""
+    curves: dict[str, list[float]] = {}
+    for report in run["reports"]:
+        curves.setdefault(report["trial"], []).append(report["loss"])
+    return list(curves.values())
+
+
+def asha_rule(rungs: tuple[int, ...], reduction: float = 3) -> Callable:
+    """Ray's asynchronous rung rule: at a rung, stop a trial whose best-so-far is worse than
+    the (1 - 1/reduction) quantile of every best-so-far recorded there so far."""
+    def rule(curve: list[float], recorded: dict[int, list[float]], finished) -> bool:
+        epoch = len(curve)
+        if epoch not in rungs:
+            return False
+        recorded.setdefault(epoch, []).append(min(curve))
+        values = recorded[epoch]
+        return len(values) > 1 and min(curve) > float(
+            np.nanpercentile(values, (1 - 1 / reduction) * 100))
+    return rule
+
+
+def extrapolation_rule(first: int, margin: float, trend: bool, epochs: int) -> Callable:
+    """Learning-curve extrapolation against the leader (the finished trial with the lowest
+    loss): from epoch ``first`` on, predict the trial's gap to the leader at the last epoch
+    (epoch-paired, so the noise both curves share cancels; the last gap, or its linear trend
+    with ``trend``) and stop the trial when it would end more than ``margin`` behind."""
+    def rule(curve: list[float], recorded, finished: list[list[float]]) -> bool:
+        epoch = len(curve)
+        if epoch < first or epoch == epochs or not finished:
+            return False
+        leader = min(finished, key=min)
+        gaps = np.array(curve) - np.array(leader[:epoch])
+        predicted = gaps[-1]
+        if trend and epoch >= 3:  # the trend from epoch 2 on: epoch 1 is the LR warm-up
+            slope, intercept = np.polyfit(np.arange(2, epoch + 1), gaps[1:], 1)
+            predicted = slope * epochs + intercept
+        return leader[epochs - 1] + predicted > min(leader) * (1 + margin)
+    return rule
+
+
+def replay_rules(epochs: int) -> dict[str, Callable[[], Callable]]:
+    """The early-stopping rules replayed: ASHA's rungs and learning-curve extrapolation."""
+    rules: dict[str, Callable[[], Callable]] = {
+        "asha rungs 3, 9": lambda: asha_rule((3, 9)),
+        "asha rungs 2, 6": lambda: asha_rule((2, 6)),
+    }
+    for first in (2, 3, 4):
+        for margin in (0.005, 0.01):
+            for trend in (False, True):
+                name = (f"extrapolate from epoch {first}, {'trend' if trend else 'last gap'}, "
+                        f"margin {margin:.1%}")
+                rules[name] = (lambda f=first, m=margin, t=trend:
+                               extrapolation_rule(f, m, t, epochs))
+    return rules
+
+
+def replay(curves: list[list[float]], rule: Callable) -> tuple[int, float]:
+    """One full-budget sweep's curves under a stopping rule, the trials one after another
+    with everything the earlier ones reported known (more than a parallel sweep knows):
+    the trial-epochs spent and the best loss seen."""
+    spent, best, recorded, finished = 0, math.inf, {}, []
+    for curve in curves:
+        for epoch in range(1, len(curve) + 1):
+            spent += 1
+            best = min(best, curve[epoch - 1])
+            if rule(curve[:epoch], recorded, finished):
+                break
+        else:
+            finished.append(curve)
+    return spent, best
+
+
+def replay_study(runs: dict[int, dict[str, dict]], epochs: int) -> dict[str, dict]:
+    """Every rule over every full-budget sweep (random / TPE + FIFO): compute as a share of
+    the full budget and the final gap to the seed's reference."""
+    out: dict[str, dict] = {}
+    for name, make in replay_rules(epochs).items():
+        shares, gaps = [], []
+        for by_method in runs.values():
+            reference = min(t["best_loss"] for run in by_method.values() for t in run["trials"])
+            for method, run in by_method.items():
+                if method == "grid" or METHODS[method][1] != "fifo" or METHODS[method][2]:
+                    continue
+                curves = [c for c in _curves(run) if len(c) == epochs]
+                spent, best = replay(curves, make())
+                shares.append(spent / (len(curves) * epochs))
+                gaps.append(best / reference - 1)
+        if shares:
+            out[name] = {"compute": shares, "gap": gaps}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -273,6 +374,17 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
         print(f"ranking at epoch k vs the final best losses (Spearman rho over {len(full_budget)} "
               "full-budget runs, min..max): " + "; ".join(
                   f"k={k}: {min(v):+.2f}..{max(v):+.2f}" for k, v in sorted(rhos.items())))
+    replayed = replay_study(runs, args.epochs)
+    if replayed:
+        summary["replay"] = replayed
+        print("early stopping replayed on the full-budget sweeps' recorded curves (trials one "
+              "after another, each knowing all earlier reports): compute of full budget, "
+              "final gap, sweeps within 0.5 %")
+        for name, row in replayed.items():
+            within = sum(g <= WITHIN for g in row["gap"])
+            print(f"  {name:<52}{statistics.mean(row['compute']):>5.0%}  "
+                  f"{statistics.mean(row['gap']):+.2%} (max {max(row['gap']):+.2%})  "
+                  f"{within} of {len(row['gap'])}")
     if "grid" in methods:
         sens = sensitivity([by_method["grid"] for by_method in runs.values()])
         summary["sensitivity"] = sens
