@@ -41,7 +41,8 @@ log = logging.getLogger("hpcm-tune")
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and data")
     g.add_argument("--model", default="tiny", choices=("tiny", "base", "large"),
-                   help="HPCM preset (default: tiny, pre-trained once on the bundled photos)")
+                   help="HPCM preset (default: tiny, the shipped model pre-trained on the "
+                   "bundled photos)")
     g.add_argument("--checkpoint", help="starting checkpoint: a hpcm-tune model or training "
                    "checkpoint, or an official LIC-HPCM state_dict (with --official)")
     g.add_argument("--official", action="store_true",
