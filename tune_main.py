@@ -61,7 +61,7 @@ def _training_args(p: argparse.ArgumentParser, epochs: int) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--lmbda", type=float,
                    help="rate-distortion lambda to fine-tune at (required with --checkpoint; "
-                   "the demo task's default: 0.0009)")
+                   "the demo task's default: 0.0003)")
     g.add_argument("--base-lr", type=float,
                    help="learning rate of g_a/g_s; the other groups scale it (default 1e-4; "
                    "the demo task's: 5e-4)")

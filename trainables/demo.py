@@ -22,7 +22,7 @@ from trainables.spec import TrialSpec
 
 # The settings of the demo task; every one can be overridden on the command line.
 DEMO_TASK: dict[str, Any] = {
-    "lmbda": 0.0009,
+    "lmbda": 0.0003,
     "base_lr": 5e-4,
     "crops_per_image": 6,
     "max_side": 256,
