@@ -47,6 +47,11 @@ def scale_distortion_shares(synthesis: Callable[[Tensor], Tensor], y: Tensor, y_
     reconstruction is that lattice's own distortion. The three are normalised to sum to 1.
     ``crop`` removes padding before the MSE.
     """
+    # Latents from a bf16 autocast forward (CUDA with amp) are decoded in fp32, the
+    # synthesis weights' own precision: this runs outside autocast, and the measured
+    # shares must not depend on how the forward pass was computed.
+    y, y_hat = y.float(), y_hat.float()
+
     def mse(latent: Tensor) -> float:
         x_hat = crop(synthesis(latent)).float().clamp(0, 1)
         return float(torch.mean((x_hat - target.float()) ** 2))

@@ -93,6 +93,17 @@ def test_distortion_is_attributed_to_the_lattice_that_was_quantised(coded):
         assert sum(shares) == pytest.approx(1.0)
 
 
+def test_latents_from_a_bf16_forward_are_measured_like_fp32_ones(coded):
+    # On a GPU with amp the validation forward runs under bf16 autocast and hands bf16
+    # latents to a synthesis whose weights are fp32.
+    model, x, out = coded
+    y, y_hat = out["latents"]["y"], out["latents"]["y_hat"]
+    fp32 = scale_distortion_shares(model.g_s, y, y_hat, x)
+    bf16 = scale_distortion_shares(model.g_s, y.bfloat16(), y_hat.bfloat16(), x)
+    assert sum(bf16) == pytest.approx(1.0)
+    assert bf16 == pytest.approx(fp32, abs=0.02)
+
+
 def test_no_measurable_distortion_is_split_by_element_counts(coded):
     model, x, out = coded
     y = out["latents"]["y"]
