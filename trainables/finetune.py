@@ -34,18 +34,30 @@ class NonFiniteLossError(HpcmTuneError, RuntimeError):
 
 
 def select_device(gpu_ids: list | None = None) -> torch.device:
-    """CUDA when a GPU is visible, else CPU; the choice is always logged."""
+    """The device a trial trains on; the choice is always logged.
+
+    ``gpu_ids`` are the GPUs a scheduler assigned (``ray.get_gpu_ids()``): none (``[]``)
+    means CPU even where torch sees a GPU, since a trial that takes an unassigned GPU
+    crowds the trials Ray did give it to. ``None`` (no scheduler: ``tune_main.py finetune``,
+    the benchmarks) means CUDA whenever a GPU is visible.
+    """
+    if gpu_ids is not None and not gpu_ids:
+        if torch.cuda.is_available():
+            log.info("no GPU assigned to this trial (--gpus-per-trial 0): training on the CPU "
+                     "although torch sees %d GPU(s)", torch.cuda.device_count())
+        else:
+            log.info("no GPU assigned to this trial: training on CPU")
+        return torch.device("cpu")
     if torch.cuda.is_available():
         device = torch.device("cuda")
         log.info("training on CUDA (%s)", torch.cuda.get_device_name(device))
+        return device
+    if gpu_ids:
+        log.warning("GPUs %s were assigned but torch sees no CUDA device: falling back to CPU",
+                    gpu_ids)
     else:
-        device = torch.device("cpu")
-        if gpu_ids:
-            log.warning("GPUs %s were assigned but torch sees no CUDA device: "
-                        "falling back to CPU", gpu_ids)
-        else:
-            log.info("no CUDA device: training on CPU")
-    return device
+        log.info("no CUDA device: training on CPU")
+    return torch.device("cpu")
 
 
 class FineTuner:

@@ -122,6 +122,9 @@ def max_concurrent_trials(options: SweepOptions) -> int:
     if options.gpus_per_trial:
         fits.append(total.get("GPU", 0) / options.gpus_per_trial)
     concurrent = max(1, int(min(fits)))
+    if total.get("GPU", 0) and not options.gpus_per_trial:
+        log.warning("the cluster has %g GPU(s) but trials ask for none, so they train on the "
+                    "CPU; pass --gpus-per-trial (0.25 puts 4 trials on one GPU)", total["GPU"])
     log.info("max_concurrent_trials=%d from the cluster's resources %s", concurrent,
              {k: total[k] for k in ("CPU", "GPU") if k in total})
     return concurrent

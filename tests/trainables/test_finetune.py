@@ -9,7 +9,7 @@ import torch
 
 import hpcm
 from trainables.data import ImageFolderDataset, bundled_photos
-from trainables.finetune import FineTuner, NonFiniteLossError
+from trainables.finetune import FineTuner, NonFiniteLossError, select_device
 from trainables.spec import FineTuneConfig
 from trainables.layer_lr import LayerLRConfig
 from trainables.losses import ELEMENT_SHARES, psnr
@@ -125,3 +125,26 @@ def test_ms_ssim_is_averaged_over_the_images_where_it_is_defined(tmp_path, pretr
     assert both["ms_ssim"] == pytest.approx(big["ms_ssim"], rel=1e-6)
     assert 0 < both["ms_ssim"] <= 1
     assert math.isnan(validate([tmp_path / "small.png"])["ms_ssim"])
+
+
+def test_a_trial_assigned_no_gpu_trains_on_the_cpu(caplog):
+    # Ray's empty gpu_ids: the CPU even where torch sees a GPU (it belongs to other trials).
+    with caplog.at_level("INFO", logger="trainables.finetune"):
+        assert select_device([]) == CPU
+    assert "no GPU assigned" in caplog.text
+
+
+def test_without_a_scheduler_a_visible_gpu_is_used():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert select_device(None).type == expected
+
+
+def test_assigned_gpus_that_torch_cannot_see_fall_back_to_the_cpu_with_a_warning(caplog):
+    device = select_device([0])
+    if torch.cuda.is_available():
+        assert device.type == "cuda"
+    else:
+        assert device == CPU
+        assert any(r.levelname == "WARNING" and "falling back to CPU" in r.getMessage()
+                   for r in caplog.records)
+

@@ -5,10 +5,12 @@ settings (TrialSpec) are tested in test_spec.py."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from trainables.data import bundled_photos
 from trainables.spec import FineTuneConfig
@@ -99,8 +101,10 @@ def loop_config(photo_dirs, pretrained_tiny_path):
 def uninterrupted(loop_config, tmp_path_factory):
     from trainables.trial import run_trial
 
+    # As a sweep trial that Ray assigned no GPU: the CPU on every machine, where resume is
+    # bit-exact (cuDNN's kernels are not; test_a_trial_trains_on_a_gpu_with_bf16_autocast).
     session = RecordingSession(tmp_path_factory.mktemp("uninterrupted"))
-    last = run_trial(loop_config, session)
+    last = run_trial(loop_config, session, gpu_ids=[])
     return session, last
 
 
@@ -144,10 +148,26 @@ def test_a_restored_trial_reports_what_it_would_have_without_the_interruption(
     saved = [i for i, (_, state) in enumerate(session.reports[:-1]) if state is not None]
     assert saved, "the trial ended at its first epoch"
     resumed = RecordingSession(tmp_path, restore_from=session.reports[saved[-1]][1])
-    run_trial(loop_config, resumed)
+    run_trial(loop_config, resumed, gpu_ids=[])
     expected = [{k: m[k] for k in RESULT_KEYS if k in m} | {
         k: v for k, v in m.items() if k.startswith("patience/")}
         for m, _ in session.reports[saved[-1] + 1:]]
     got = [{k: m[k] for k in RESULT_KEYS if k in m} | {
         k: v for k, v in m.items() if k.startswith("patience/")} for m, _ in resumed.reports]
     assert got == expected
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_trial_trains_on_a_gpu_with_bf16_autocast(loop_config, tmp_path):
+    """The GPU path (channels_last, pinned memory, bf16 autocast in training and validation):
+    finite per-scale losses that add up, reported from the GPU."""
+    from trainables.trial import run_trial
+
+    session = RecordingSession(tmp_path)
+    last = run_trial(loop_config.replace(amp=True), session)
+    assert last["device"] == "cuda" and len(session.reports) >= 1
+    for metrics, _ in session.reports:
+        assert math.isfinite(metrics["loss"])
+        assert metrics["s1"] + metrics["s2"] + metrics["s3"] + metrics["bpp_z"] == pytest.approx(
+            metrics["loss"], rel=1e-5)
+
