@@ -121,8 +121,9 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    print(f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else ''}"
-          f"{torch.get_num_threads()} CPU threads), torch {torch.__version__}, batch {args.batch}")
+    gpu = f"{torch.cuda.get_device_name()}, " if device.type == "cuda" else ""
+    print(f"device: {device} ({gpu}{torch.get_num_threads()} CPU threads), "
+          f"torch {torch.__version__}, batch {args.batch}")
     print(f"{'model':<16}{'crop':>6}{'train s/step':>14}{'train img/s':>13}"
           f"{'eval s':>10}{'eval img/s':>12}")
     for name in args.presets.split(","):
