@@ -175,15 +175,16 @@ def _curves(run: dict) -> list[list[float]]:
 
 def asha_rule(rungs: tuple[int, ...], reduction: float = 3) -> Callable:
     """Ray's asynchronous rung rule: at a rung, stop a trial whose best-so-far is worse than
-    the (1 - 1/reduction) quantile of every best-so-far recorded there so far."""
+    the 1/reduction quantile of the best-so-far losses recorded there before it (Ray keeps the
+    top 1/reduction of what it has seen; the first trial at a rung always passes)."""
     def rule(curve: list[float], recorded: dict[int, list[float]], finished) -> bool:
         epoch = len(curve)
         if epoch not in rungs:
             return False
-        recorded.setdefault(epoch, []).append(min(curve))
-        values = recorded[epoch]
-        return len(values) > 1 and min(curve) > float(
-            np.nanpercentile(values, (1 - 1 / reduction) * 100))
+        earlier = recorded.setdefault(epoch, [])
+        behind = bool(earlier) and min(curve) > float(np.nanpercentile(earlier, 100 / reduction))
+        earlier.append(min(curve))
+        return behind
     return rule
 
 
@@ -338,7 +339,8 @@ def run_all(args, methods: list[str]) -> tuple[dict[int, dict[str, dict]], float
 def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
     """The table, the goal, the task's knob sensitivity; JSON and plot if asked for."""
     # A study cut short: each method over the seeds it ran at; a seed without the grid (its
-    # full-budget reference) is left out.
+    # full-budget reference) is left out of the table, never out of the JSON.
+    measured = runs
     runs = {seed: by_method for seed, by_method in runs.items() if "grid" in by_method}
     methods = [m for m in METHODS if any(m in by_method for by_method in runs.values())]
     scores: dict[str, list[dict]] = {m: [] for m in methods}
@@ -399,7 +401,7 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
         if args.plot:
             plot_sensitivity(sens, Path(args.plot))
     if args.json and not args.replot:
-        summary["runs"] = runs
+        summary["runs"] = measured
         Path(args.json).write_text(json.dumps(summary, indent=1, default=str))
 
 

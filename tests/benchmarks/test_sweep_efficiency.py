@@ -32,13 +32,29 @@ def test_score_counts_the_epochs_until_within_half_a_percent():
     assert math.isinf(bench.score(run, reference=0.9)["epochs_to_target"])
 
 
-def test_asha_rule_stops_a_trial_behind_at_a_rung_and_only_there():
-    rule = bench.asha_rule((2,), reduction=2)
+def test_asha_rule_keeps_the_top_third_of_what_a_rung_has_seen():
+    rule = bench.asha_rule((2,), reduction=3)
     recorded: dict = {}
     assert not rule([1.0, 0.9], recorded, [])  # first at the rung: nothing to compare with
     assert not rule([1.0], recorded, [])  # not a rung
-    assert rule([1.0, 0.95], recorded, [])  # worse than the median of {0.9, 0.95}
-    assert not rule([1.0, 0.8], recorded, [])
+    assert rule([1.0, 0.95], recorded, [])  # behind the only earlier one
+    # 0.92 is behind the lower third of {0.9, 0.95} (0.917); 0.91 is not.
+    assert rule([1.0, 0.92], recorded, [])
+    assert not rule([1.0, 0.91], recorded, [])
+
+
+def test_asha_rule_decides_as_rays_asynchronous_hyperband():
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers.async_hyperband import _Bracket
+
+    losses = [0.9, 0.95, 0.92, 0.91, 0.85, 0.99, 0.88, 0.9, 0.87]
+    bracket = _Bracket(min_t=2, max_t=100, reduction_factor=3, s=0, stop_last_trials=False)
+    rays = [bracket.on_result(SimpleNamespace(trial_id=str(i)), 2, -loss) == "STOP"
+            for i, loss in enumerate(losses)]
+    rule, recorded = bench.asha_rule((2,), reduction=3), {}
+    assert [rule([1.0, loss], recorded, []) for loss in losses] == rays
+    assert any(rays) and not all(rays)
 
 
 def test_extrapolation_stops_a_trial_whose_paired_gap_predicts_a_loss_beyond_the_margin():
@@ -59,6 +75,19 @@ def test_replay_spends_only_the_epochs_a_rule_allows():
     spent, best = bench.replay(curves, bench.extrapolation_rule(2, 0.01, False, 3))
     assert spent == 3 + 2 + 3  # the second trial is stopped at epoch 2
     assert best == 0.79
+
+
+def test_the_json_keeps_sweeps_of_seeds_without_the_grid(tmp_path, capsys):
+    # Methods re-run without the grid (their seeds' references come from an earlier file)
+    # are left out of the table but must reach --json: it is all that remains of them.
+    from argparse import Namespace
+
+    runs = {1: {"tpe+asha": _run([[1.0, 0.9], [1.1, 1.0]]) | {"trials": [{"best_loss": 0.9}]}}}
+    out = tmp_path / "study.json"
+    bench.report(runs, Namespace(epochs=2, trials=2, json=str(out), plot=None, replot=None),
+                 wall=1.0)
+    assert json.loads(out.read_text())["runs"]["1"]["tpe+asha"]["reports"] == runs[1][
+        "tpe+asha"]["reports"]
 
 
 def test_quick_mode_runs_real_sweeps_and_scores_them(tmp_path):
