@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis.evaluate import format_cell, markdown_table
-from analysis.results import NEIGHBOUR_FACTOR
+from analysis.results import NEIGHBOUR_FACTOR, NOISE_EPOCHS
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import SCALES
 
@@ -47,31 +47,33 @@ def confidence(winner: dict) -> str:
     ru, other = winner.get("runner_up"), winner.get("best_other")
     if ru is None:
         return "Only one trial finished: nothing to compare it with."
-    text = f"The runner-up ({ru['trial_id']}) is {_gap(ru)}. "
+    text = f"The runner-up ({ru['trial_id']}) is {_gap(ru, winner)}. "
     if ru["neighbour"]:
         text += ("It is a neighbour of the winner's config (same strategy, knobs within "
                  f"{NEIGHBOUR_FACTOR:g}x or one epoch): the search converged there. ")
         if other is None:
             return text + "Every finished trial is such a neighbour: nothing else to compare."
-        text += f"The best clearly different config ({other['trial_id']}) is {_gap(other)}. "
+        text += (f"The best clearly different config ({other['trial_id']}) is "
+                 f"{_gap(other, winner)}. ")
         ru = other
-    pct, in_std = ru["gap_pct"], ru["gap_in_std"]
-    if pct < 0.1 or (math.isfinite(in_std) and in_std < 0.5):
+    pct, in_noise = ru["gap_pct"], ru["gap_in_noise"]
+    if pct < 0.1 or (math.isfinite(in_noise) and in_noise < 1):
         text += ("That is within what a different seed or validation crop can change: treat "
                  "the top configs as a tie and look at the family ranking and the importance.")
-    elif math.isfinite(in_std) and in_std >= 1:
+    elif math.isfinite(in_noise) and in_noise >= 2:
         text += "The winner is clearly ahead of the other configs of this sweep."
     else:
         text += "The lead is modest: confirm it with a second seed before relying on it."
     return text
 
 
-def _gap(versus: dict) -> str:
-    spread = (f"{versus['gap_in_std']:.2f} standard deviations of the best losses of the "
-              "trials not culled"
-              if math.isfinite(versus["gap_in_std"]) else "no spread estimate (fewer than 3 "
-              "trials)")
-    return f"{versus['gap']:.4g} worse ({versus['gap_pct']:.3f}%; {spread})"
+def _gap(versus: dict, winner: dict) -> str:
+    noise = (f"{versus['gap_in_noise']:.1f} times the sweep's gap noise, ±{winner['noise']:.2g} "
+             f"(the epoch-to-epoch jitter of the loss gap between the winner and the "
+             f"{winner['noise_trials']} other trials that trained {NOISE_EPOCHS + 2} epochs or "
+             "more)" if math.isfinite(versus["gap_in_noise"]) else
+             f"no noise estimate: no other trial trained {NOISE_EPOCHS + 2} epochs or more")
+    return f"{versus['gap']:.4g} worse ({versus['gap_pct']:.3f}%; {noise})"
 
 
 Block = tuple  # ("h1" | "h2" | "p" | "pre", text), ("table", frame, digits) or ("img", path)

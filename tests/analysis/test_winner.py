@@ -1,7 +1,9 @@
-"""The winner's reading: a runner-up next to the winner's config is not a tie of configs."""
+"""The winner's reading: a runner-up next to the winner's config is not a tie of configs, and
+the lead is measured in the sweep's own noise (the jitter of the trials' epoch-paired gaps)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -10,21 +12,35 @@ from analysis.report import confidence
 from analysis.results import Experiment
 
 
-def _experiment(rows: list[tuple[str, float, str, float]],
-                culled: tuple[str, ...] = ()) -> Experiment:
+EPOCHS = 12
+
+
+def _experiment(rows: list[tuple[str, float, str, float]], culled: tuple[str, ...] = (),
+                jitter: float = 0.0) -> Experiment:
+    """Trials whose curves fall to their best loss at the last epoch; each trial's curve is
+    noise (the same crops for all) plus its own +-``jitter``, alternating from epoch to
+    epoch, so that each gap to the winner alternates by +-2 ``jitter``."""
+    shared = [0.05 / (e + 1) + 0.003 * (-1) ** (e // 2) for e in range(EPOCHS)]
+    epochs = []
+    for i, (t, loss, _, _) in enumerate(rows):
+        sign = 1 if i == 0 else -1  # every other trial jitters against the winner
+        own = [sign * jitter * (-1) ** e for e in range(EPOCHS)]
+        run = 3 if t in culled else EPOCHS
+        curve = [loss + shared[e] - shared[-1] + own[e] for e in range(run)]
+        epochs += [{"trial_id": t, "epoch": e, "loss": v} for e, v in enumerate(curve)]
     trials = pd.DataFrame(
-        [{"trial_id": t, "best_loss": loss, "best_epoch": 5,
+        [{"trial_id": t, "best_loss": loss, "best_epoch": EPOCHS - 1,
           "stop_reason": "culled by the scheduler" if t in culled else "epoch budget",
           "family": strategy, "freeze_strategy": strategy, "context_lr_ratio": ratio}
          for t, loss, strategy, ratio in rows])
-    return Experiment(path=Path("."), options={}, trials=trials, epochs=pd.DataFrame(),
+    return Experiment(path=Path("."), options={}, trials=trials, epochs=pd.DataFrame(epochs),
                       searched=["context_lr_ratio", "freeze_strategy"])
 
 
 def test_a_neighbouring_runner_up_is_read_against_the_best_different_config():
     exp = _experiment([("w", 0.5500, "entropy", 0.93), ("n", 0.5507, "entropy", 0.90),
                        ("a", 0.5560, "entropy", 0.13), ("b", 0.5590, "none", 0.50),
-                       ("c", 0.5620, "progressive", 0.05)])
+                       ("c", 0.5620, "progressive", 0.05)], jitter=0.0005)
     winner = exp.winner()
     assert winner["runner_up"]["trial_id"] == "n" and winner["runner_up"]["neighbour"]
     assert winner["best_other"]["trial_id"] == "a"
@@ -36,7 +52,7 @@ def test_a_neighbouring_runner_up_is_read_against_the_best_different_config():
 def test_a_close_different_config_is_still_a_tie():
     # The runner-up differs (ratio 0.3 vs 0.93): its 0.02 % gap is a tie of two configs.
     exp = _experiment([("w", 0.5500, "entropy", 0.93), ("r", 0.5501, "entropy", 0.30),
-                       ("a", 0.5560, "none", 0.13), ("b", 0.5590, "none", 0.50)])
+                       ("a", 0.5560, "none", 0.13), ("b", 0.5590, "none", 0.50)], jitter=0.0005)
     winner = exp.winner()
     assert not winner["runner_up"]["neighbour"]
     assert winner["best_other"]["trial_id"] == "r"
@@ -52,14 +68,35 @@ def test_neighbours_need_the_same_strategy_and_close_knobs():
     assert exp.neighbours(rows["w"], rows["z"])  # 1.29x apart
 
 
-def test_culled_trials_do_not_widen_the_yardstick():
-    # Trials culled at an early rung have far higher (unconverged) losses: measured against
-    # their spread, every gap between trained-on trials would look like a tie.
-    rows = [("w", 0.5586, "entropy", 0.93), ("n", 0.5593, "entropy", 0.90),
-            ("d", 0.5620, "none", 0.36), ("e", 0.5650, "entropy", 0.30),
-            ("c1", 0.63, "entropy", 0.02), ("c2", 0.64, "none", 0.05), ("c3", 0.65, "none", 0.1)]
-    winner = _experiment(rows, culled=("c1", "c2", "c3")).winner()
-    assert winner["best_other"]["trial_id"] == "d"
-    assert winner["best_other"]["gap_in_std"] > 1
-    assert "clearly ahead" in confidence(winner)
-    assert _experiment(rows).winner()["best_other"]["gap_in_std"] < 0.5  # all trials: a tie
+ROWS = [("w", 0.5500, "entropy", 0.93), ("d", 0.5530, "none", 0.36),
+        ("e", 0.5560, "entropy", 0.30), ("f", 0.5600, "none", 0.10)]
+
+
+def test_the_gap_noise_is_the_jitter_of_the_paired_gaps_not_the_shared_noise():
+    # The gaps alternate by +-2j: their second differences by +-8j, i.e. 8j / sqrt(6) as the
+    # noise of one epoch's gap (the sample sd of 8 such values: a factor sqrt(8/7)).
+    exp = _experiment(ROWS, jitter=0.0004)
+    noise, trials = exp.gap_noise("w", ["d", "e", "f"])
+    assert trials == 3
+    assert math.isclose(noise, 8 * 0.0004 / math.sqrt(6) * math.sqrt(8 / 7), rel_tol=0.01)
+    # The noise all curves share (the same crops) cancels in the gaps.
+    assert _experiment(ROWS, jitter=0.0).gap_noise("w", ["d", "e", "f"])[0] < 1e-9
+
+
+def test_the_same_lead_is_clear_in_a_quiet_sweep_and_a_tie_in_a_noisy_one():
+    # d is 0.55 % behind w in both; only the sweeps' noise differs.
+    quiet, noisy = (_experiment(ROWS, jitter=j).winner() for j in (0.0002, 0.004))
+    assert quiet["best_other"]["gap_in_noise"] >= 2 and "clearly ahead" in confidence(quiet)
+    assert noisy["best_other"]["gap_in_noise"] < 1
+    assert "treat the top configs as a tie" in confidence(noisy)
+    between = _experiment(ROWS, jitter=0.0005).winner()
+    assert 1 <= between["best_other"]["gap_in_noise"] < 2
+    assert "modest" in confidence(between)
+
+
+def test_trials_culled_early_give_no_noise_estimate():
+    # Culled at epoch 3, they share too few epochs with the winner to measure anything.
+    winner = _experiment(ROWS, culled=("d", "e", "f"), jitter=0.0002).winner()
+    assert math.isnan(winner["noise"]) and winner["noise_trials"] == 0
+    text = confidence(winner)
+    assert "no noise estimate" in text and "modest" in text
