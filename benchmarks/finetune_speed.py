@@ -3,6 +3,7 @@
 
     python benchmarks/finetune_speed.py                  # every variant this machine has
     python benchmarks/finetune_speed.py --epochs 4 --variants cpu,cuda-bf16
+    python benchmarks/finetune_speed.py --quick          # 2 epochs on the CPU: a smoke run
 
 Each variant runs ``trainables.trial.run_trial`` (the code of a sweep's trial: training,
 validation with the per-scale attribution, stopper, checkpoint state) on the demo task from
@@ -88,8 +89,11 @@ def main() -> None:
     parser.add_argument("--variants", default=None,
                         help=f"comma-separated, of {', '.join(VARIANTS)} (default: cpu, and "
                         "both CUDA ones when a GPU is visible)")
+    parser.add_argument("--quick", action="store_true", help="2 epochs, the CPU only")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.variants = 2, "cpu"
     if args.child:
         print(json.dumps(run_variant(args.child, args.epochs)))
         return
