@@ -362,3 +362,19 @@ def test_verbose_gives_tune_its_own_console_back(reference, tmp_path, photo_dirs
     set_restored_console(restored, options, verbose=False)
     assert sum(isinstance(c, ConsoleReporter) for c in run_config(restored).callbacks) == 1
     assert run_config(restored).verbose == 0
+
+
+def test_trials_asking_for_no_gpu_on_a_cluster_with_gpus_are_warned_about(
+        cluster, tmp_path, photo_dirs, pretrained_tiny_path, caplog):
+    from trainables.sweep import max_concurrent_trials
+
+    def concurrent(gpus: float) -> int:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="trainables.sweep"):
+            return max_concurrent_trials(_options(tmp_path, photo_dirs, pretrained_tiny_path,
+                                                  "resources", gpus_per_trial=gpus))
+
+    # 2 CPUs and 2 fake GPUs: 1 CPU per trial allows 2 at once either way.
+    assert concurrent(0) == 2
+    assert "the cluster has 2 GPU(s) but trials ask for none" in caplog.text
+    assert concurrent(0.5) == 2 and "ask for none" not in caplog.text
