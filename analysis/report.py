@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis.evaluate import format_cell, markdown_table
-from analysis.results import NEIGHBOUR_FACTOR, NOISE_EPOCHS
+from analysis.results import NEIGHBOUR_FACTOR, NOISE_EPOCHS, lead_reading
+from search_spaces.presets import RECOMMENDED
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import SCALES
 
@@ -56,23 +57,59 @@ def confidence(winner: dict) -> str:
         text += (f"The best clearly different config ({other['trial_id']}) is "
                  f"{_gap(other, winner)}. ")
         ru = other
-    pct, in_noise = ru["gap_pct"], ru["gap_in_noise"]
-    if pct < 0.1 or (math.isfinite(in_noise) and in_noise < 1):
-        text += ("That is within what a different seed or validation crop can change: treat "
-                 "the top configs as a tie and look at the family ranking and the importance.")
-    elif math.isfinite(in_noise) and in_noise >= 2:
-        text += "The winner is clearly ahead of the other configs of this sweep."
+    return text + {
+        "tie": ("That is within what a different seed or validation crop can change: treat "
+                "the top configs as a tie and look at the family ranking and the importance."),
+        "clear": "The winner is clearly ahead of the other configs of this sweep.",
+        "modest": "The lead is modest: confirm it with a second seed before relying on it.",
+    }[lead_reading(ru)]
+
+
+def standing(winner: dict) -> str:
+    """The winner against every other finished trial, and against the original report's
+    recommended config (what a user would have run without the sweep)."""
+    versus = winner.get("versus") or []
+    if not versus:
+        return ""
+    readings = [lead_reading(v) for v in versus]
+    text = (f"Of the {len(versus)} other trials, the winner is clearly ahead of "
+            f"{readings.count('clear')}, modestly of {readings.count('modest')} and tied with "
+            f"{readings.count('tie')}")
+    close = [v["trial_id"] for v, r in zip(versus, readings) if r != "clear"]
+    text += f" ({', '.join(close)})" if close else ""
+    culled = sum(v["culled"] for v in versus)
+    text += (f"; {culled} of them culled by the scheduler, compared at their best so far. "
+             if culled else ". ")
+    rec = winner.get("recommended")
+    if winner.get("is_recommended"):
+        return text + "The winner is the original report's recommended config (" + \
+            _config_words(RECOMMENDED) + ")."
+    if rec is None:
+        return text + "The original report's recommended config did not run in this sweep."
+    return text + (
+        f"Against the original report's recommended config ({_config_words(RECOMMENDED)}, "
+        f"trial {rec['trial_id']}): {_gap(rec, winner, explain=False)}: " + {
+            "clear": "the sweep found a clearly better config.",
+            "modest": "the sweep's config is better, modestly.",
+            "tie": "no better than the recommendation within the sweep's noise.",
+        }[lead_reading(rec)])
+
+
+def _config_words(config: dict) -> str:
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in config.items())
+
+
+def _gap(versus: dict, winner: dict, explain: bool = True) -> str:
+    if not math.isfinite(versus["gap_in_noise"]):
+        noise = f"no noise estimate: no other trial trained {NOISE_EPOCHS + 2} epochs or more"
+    elif explain:
+        noise = (f"{versus['gap_in_noise']:.1f} times the sweep's gap noise, "
+                 f"±{winner['noise']:.2g} (the epoch-to-epoch jitter of the loss gap between "
+                 f"the winner and the {winner['noise_trials']} other trials that trained "
+                 f"{NOISE_EPOCHS + 2} epochs or more)")
     else:
-        text += "The lead is modest: confirm it with a second seed before relying on it."
-    return text
-
-
-def _gap(versus: dict, winner: dict) -> str:
-    noise = (f"{versus['gap_in_noise']:.1f} times the sweep's gap noise, ±{winner['noise']:.2g} "
-             f"(the epoch-to-epoch jitter of the loss gap between the winner and the "
-             f"{winner['noise_trials']} other trials that trained {NOISE_EPOCHS + 2} epochs or "
-             "more)" if math.isfinite(versus["gap_in_noise"]) else
-             f"no noise estimate: no other trial trained {NOISE_EPOCHS + 2} epochs or more")
+        noise = f"{versus['gap_in_noise']:.1f} times the gap noise"
     return f"{versus['gap']:.4g} worse ({versus['gap_pct']:.3f}%; {noise})"
 
 
@@ -83,7 +120,7 @@ Figures = dict[str, Path | None]  # FIGURES key -> the plot written, None if not
 def report_blocks(exp: Experiment, winner: dict | None, importance: pd.DataFrame,
                   evaluation: Path | None, figs: Figures) -> list[Block]:
     """The report's content, section by section, for both renderers."""
-    return [*_overview(exp), *_winner_section(exp, winner), *_trials_section(exp),
+    return [*_overview(exp), *_winner_section(exp, winner), *_trials_section(exp, winner),
             *_convergence_section(exp, winner, figs), *_compute_section(exp, figs),
             *_search_space_section(figs), *_importance_section(importance, figs),
             *_rate_distortion_section(exp, evaluation, figs)]
@@ -114,19 +151,25 @@ def _winner_section(exp: Experiment, winner: dict | None) -> list[Block]:
               f"{winner['best_loss']:.4f} at epoch {winner['best_epoch']} "
               f"(bpp {row['bpp']:.4f}, PSNR {row['psnr']:.2f} dB, estimated rate). "
               f"Saved as `best_config.json` for `tune_main.py run --config`."),
-        ("p", f"How sure: {confidence(winner)} {winner['trials_finished']} trials "
+        ("p", f"How sure: {confidence(winner)} {standing(winner)} "
+              f"{winner['trials_finished']} trials "
               f"finished; {winner['family_trials']} of them used freeze strategy "
               f"`{winner['family']}`, ranked {winner['family_rank']} of "
               f"{len(winner['family_median_loss'])} by median best loss ({fam_rank}).")]
 
 
-def _trials_section(exp: Experiment) -> list[Block]:
+def _trials_section(exp: Experiment, winner: dict | None) -> list[Block]:
     cols = ["trial_id", "family", *[c for c in exp.searched if c != "freeze_strategy"],
-            "best_loss", "best_epoch", "epochs_run", "stop_reason", "device_hours"]
-    table = exp.trials.sort_values("best_loss")[[c for c in cols if c in exp.trials]]
+            "best_loss", "best_epoch", "behind_in_noise", "epochs_run", "stop_reason",
+            "device_hours"]
+    # How far behind the winner each trial is, in the sweep's gap noise.
+    behind = {v["trial_id"]: v["gap_in_noise"] for v in (winner or {}).get("versus", [])}
+    table = exp.trials.assign(behind_in_noise=exp.trials["trial_id"].map(behind))
+    table = table.sort_values("best_loss")[[c for c in cols if c in table]]
     errors = exp.trials[exp.trials["stop_reason"] == "error"]
     return [("h2", "Trials"),
             ("table", table, {"best_loss": 4, "device_hours": 4, "context_lr_ratio": 4,
+                              "behind_in_noise": 1,
                               "unfreeze_h_epoch": 0, "unfreeze_context_epoch": 0}),
             *[("p", f"Trial {r['trial_id']} errored: `{r['error']}`")
               for _, r in errors.iterrows()]]

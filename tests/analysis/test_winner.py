@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.report import confidence
-from analysis.results import Experiment
+from analysis.report import _trials_section, confidence, standing
+from analysis.results import Experiment, lead_reading
 
 
 EPOCHS = 12
@@ -100,3 +100,40 @@ def test_trials_culled_early_give_no_noise_estimate():
     assert math.isnan(winner["noise"]) and winner["noise_trials"] == 0
     text = confidence(winner)
     assert "no noise estimate" in text and "modest" in text
+
+
+# f runs the original report's recommended config (ratio 0.1, entropy frozen).
+PLACED = [("w", 0.5500, "none", 0.93), ("d", 0.5504, "none", 0.36),
+          ("e", 0.5530, "entropy", 0.30), ("f", 0.5600, "entropy", 0.10)]
+
+
+def test_the_winner_is_placed_against_every_trial_and_the_recommended_config():
+    exp = _experiment(PLACED, culled=("e",), jitter=0.0002)
+    winner = exp.winner()
+    # d is 0.07 % behind (a tie whatever the noise); e and f are 4 and 14 noises behind.
+    readings = {v["trial_id"]: lead_reading(v) for v in winner["versus"]}
+    assert readings == {"d": "tie", "e": "clear", "f": "clear"}
+    assert winner["recommended"]["trial_id"] == "f" and not winner["is_recommended"]
+    text = standing(winner)
+    assert "clearly ahead of 2, modestly of 0 and tied with 1 (d)" in text
+    assert "1 of them culled by the scheduler" in text
+    assert "trial f" in text and "the sweep found a clearly better config" in text
+    # The trials table gives each trial's distance to the winner in the same noise.
+    tables = [b[1] for b in _trials_section(exp, winner) if b[0] == "table"]
+    behind = tables[0].set_index("trial_id")["behind_in_noise"]
+    assert math.isnan(behind["w"]) and behind["f"] > behind["e"] > 2 > behind["d"]
+
+
+def test_a_recommended_config_within_the_noise_is_not_beaten():
+    winner = _experiment(PLACED, jitter=0.004).winner()
+    assert lead_reading(winner["recommended"]) == "tie"
+    assert "no better than the recommendation within the sweep's noise" in standing(winner)
+
+
+def test_the_recommended_config_as_winner_or_absent_is_said_so():
+    won = _experiment([("f", 0.55, "entropy", 0.1), *PLACED[:3]], jitter=0.0002).winner()
+    assert won["is_recommended"] and won["recommended"] is None
+    assert "The winner is the original report's recommended config" in standing(won)
+    absent = _experiment(PLACED[:3], jitter=0.0002).winner()
+    assert absent["recommended"] is None
+    assert "did not run in this sweep" in standing(absent)
