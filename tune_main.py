@@ -495,6 +495,8 @@ def _sweep(address: str | None, dashboard: bool, fit, verbose: bool = False) -> 
         results, options = fit()
         summary = summarize(results, options)
         summary["worker_logs"] = cluster.worker_log_dir()
+        if "best_config" in summary and options.fixed_config is None and not is_uri(options.path):
+            summary["lead"] = _lead(options.path)
         _print_summary(summary, time.perf_counter() - start)
     finally:
         ray.shutdown()
@@ -549,6 +551,15 @@ def cmd_inspect_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lead(path: str) -> str | None:
+    """The winner's standing in the sweep's own noise, read from the experiment folder."""
+    from analysis.report import lead_summary
+    from analysis.results import load_experiment
+
+    winner = load_experiment(path).winner()
+    return lead_summary(winner) if winner else None
+
+
 def _print_summary(summary: dict, wall_s: float) -> None:
     print("\n=== sweep finished in %.0f s ===" % wall_s)
     print(f"trials: {summary['trials']} ({summary['errors']} errored, "
@@ -560,6 +571,8 @@ def _print_summary(summary: dict, wall_s: float) -> None:
         print(f"best loss: {summary['best_loss']:.4f}")
         print(f"best config: {json.dumps(summary['best_config'])}")
         print(f"best trial's per-scale best epochs: {summary['best_scale_epochs']}")
+    if summary.get("lead"):
+        print(summary["lead"])
     for row in summary.get("per_lambda", []):
         print(f"lambda {row['lmbda']:<8g} best loss {row['best_loss']:.4f}  bpp {row['bpp']:.4f}  "
               f"PSNR {row['psnr']:.2f} dB  ({row['epochs']} epochs)")

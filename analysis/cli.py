@@ -85,7 +85,7 @@ def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from analysis.report import write_report
+    from analysis.report import lead_summary, write_report
     from analysis.results import lead_reading
 
     if is_uri(args.path):
@@ -99,24 +99,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if winner is not None:
         print(f"winner {winner['trial_id']}: best loss {winner['best_loss']:.4f} at epoch "
               f"{winner['best_epoch']}, config {winner['config']}")
-        if winner["runner_up"]:
-            ru = winner["runner_up"]
-            print(f"runner-up {ru['trial_id']}: +{ru['gap']:.4g} ({ru['gap_pct']:.3f}%, "
-                  f"{ru['gap_in_noise']:.1f} gap noises: {lead_reading(ru)})"
-                  + (" (a neighbour of the winner's config)" if ru["neighbour"] else ""))
-        other = winner["best_other"]
-        if winner["runner_up"] and winner["runner_up"]["neighbour"] and other:
-            print(f"best clearly different config {other['trial_id']}: +{other['gap']:.4g} "
-                  f"({other['gap_pct']:.3f}%), config {other['config']}")
-        if winner["recommended"]:
-            rec = winner["recommended"]
-            print(f"the original report's recommended config {rec['trial_id']}: "
-                  f"+{rec['gap']:.4g} ({rec['gap_pct']:.3f}%, {rec['gap_in_noise']:.1f} gap "
-                  f"noises: {lead_reading(rec)})")
-        readings = [lead_reading(v) for v in winner["versus"]]
-        if readings:
-            print(f"the winner is clearly ahead of {readings.count('clear')} of the "
-                  f"{len(readings)} other trials, tied with {readings.count('tie')} "
-                  "(in the sweep's gap noise; see the report)")
+        print(lead_summary(winner))
+        ru, other = winner["runner_up"], winner["best_other"]
+        if ru and ru["neighbour"] and other:
+            print(f"the runner-up is a neighbour of the winner's config; the best clearly "
+                  f"different config {other['trial_id']}: +{other['gap_pct']:.2f}% "
+                  f"({lead_reading(other)}), config {other['config']}")
     print(f"report: {result['out'] / 'report.html'} (and report.md, CSV, Parquet, PNG)")
     return 0

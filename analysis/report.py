@@ -95,6 +95,25 @@ def standing(winner: dict) -> str:
         }[lead_reading(rec)])
 
 
+def lead_summary(winner: dict) -> str:
+    """The winner's standing in one line (the console's, after a sweep and ``analyze``)."""
+    parts = []
+    for label, versus in (("the runner-up", winner.get("runner_up")),
+                          ("the original report's recommended config", winner.get("recommended"))):
+        if versus:
+            noises = (f"{versus['gap_in_noise']:.1f} gap noises"
+                      if math.isfinite(versus["gap_in_noise"]) else "no noise estimate")
+            parts.append(f"+{versus['gap_pct']:.2f}% over {label} {versus['trial_id']} "
+                         f"({noises}: {lead_reading(versus)})")
+    if winner.get("is_recommended"):
+        parts.append("the winner is the original report's recommended config")
+    readings = [lead_reading(v) for v in winner.get("versus") or []]
+    if readings:
+        parts.append(f"clearly ahead of {readings.count('clear')} of {len(readings)} other "
+                     f"trials, tied with {readings.count('tie')}")
+    return "lead: " + "; ".join(parts) if parts else "lead: no other trial finished"
+
+
 def _config_words(config: dict) -> str:
     return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
                      for k, v in config.items())

@@ -334,6 +334,10 @@ def test_the_cli_console_is_a_few_lines_per_trial(cluster, tmp_path, photo_dirs,
         errs = list(logs.glob(f"**/worker-*-{rows[-1]['pid']}.err"))
         assert any("falling back to CPU" in e.read_text(errors="replace") for e in errs), errs
     assert "sweep finished" in console and f"results: {experiment}" in console
+    # The winner's standing, read from the folder: one of the two trials is the preset's
+    # first point, the original report's recommended config.
+    lead = next(line for line in lines if line.startswith("lead: "))
+    assert "over the runner-up" in lead and "recommended config" in lead
 
 
 def test_verbose_gives_tune_its_own_console_back(reference, tmp_path, photo_dirs,
