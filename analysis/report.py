@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from analysis.evaluate import format_cell, markdown_table
 from analysis.results import NEIGHBOUR_FACTOR, NOISE_EPOCHS, lead_reading
-from search_spaces.presets import RECOMMENDED
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import SCALES
+from search_spaces.presets import RECOMMENDED
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,8 +82,8 @@ def standing(winner: dict) -> str:
              if culled else ". ")
     rec = winner.get("recommended")
     if winner.get("is_recommended"):
-        return text + "The winner is the original report's recommended config (" + \
-            _config_words(RECOMMENDED) + ")."
+        return text + (f"The winner is the original report's recommended config "
+                       f"({_config_words(RECOMMENDED)}).")
     if rec is None:
         return text + "The original report's recommended config did not run in this sweep."
     return text + (

@@ -76,7 +76,10 @@ class Experiment:
         return t[ok].sort_values("best_loss", kind="stable")
 
     def winner(self) -> dict[str, Any] | None:
-        """The best trial, the runner-up and how far apart they are (None if none finished)."""
+        """The best trial and how far ahead it is (None if none finished): of the runner-up,
+        of the best clearly different config (``best_other``), of every other trial
+        (``versus``) and of the original report's recommended config (``recommended``, None
+        if it did not run or won: ``is_recommended``); read them with :func:`lead_reading`."""
         done = self.finished()
         if done.empty:
             return None
@@ -97,21 +100,20 @@ class Experiment:
         out["family_median_loss"] = {k: float(v) for k, v in medians.items()}
         out["noise"], out["noise_trials"] = self.gap_noise(
             best["trial_id"], [t for t in done["trial_id"] if t != best["trial_id"]])
-        if len(done) > 1:
-            out["runner_up"] = self._versus(best, done.iloc[1], out["noise"])
-            out["runner_up"]["neighbour"] = self.neighbours(best, done.iloc[1])
+        rest = [row for _, row in done.iloc[1:].iterrows()]
+        # Where the winner stands against every other trial, in the sweep's noise.
+        out["versus"] = [self._versus(best, row, out["noise"]) for row in rest]
+        if rest:
+            out["runner_up"] = dict(out["versus"][0], neighbour=self.neighbours(best, rest[0]))
         # A search that converged puts its next-best trials next to the winner: their small
         # gap says the region is flat there, not that the winner is uncertain. The lead that
         # matters is over the best trial of a clearly different config.
-        others = [row for _, row in done.iloc[1:].iterrows() if not self.neighbours(best, row)]
-        out["best_other"] = self._versus(best, others[0], out["noise"]) if others else None
-        # Where the winner stands against every other trial, and against what a user would
-        # have run without the sweep: the original report's recommended config.
-        out["versus"] = [self._versus(best, row, out["noise"]) for _, row in done.iloc[1:].iterrows()]
+        others = [v for v, row in zip(out["versus"], rest) if not self.neighbours(best, row)]
+        out["best_other"] = others[0] if others else None
+        # ... and against what a user would have run without the sweep.
         out["is_recommended"] = is_recommended(best)
-        recommended = [v for v, (_, row) in zip(out["versus"], done.iloc[1:].iterrows())
-                       if is_recommended(row)]
-        out["recommended"] = recommended[0] if recommended else None
+        out["recommended"] = next(
+            (v for v, row in zip(out["versus"], rest) if is_recommended(row)), None)
         return out
 
     def gap_noise(self, winner: str, others: list[str]) -> tuple[float, int]:
