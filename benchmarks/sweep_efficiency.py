@@ -31,6 +31,11 @@ What a curve-predicting scheduler could reach on the task: the full-budget sweep
 curves are replayed under early-stopping rules (ASHA's rungs; learning-curve extrapolation
 of each trial's epoch-paired gap to the leader, Domhan et al. 2015 in spirit), with every
 earlier trial's curve known, which favours the rules over a real parallel sweep.
+
+How the report reads each searched sweep's winner: every sweep rebuilt as the
+``analysis.Experiment`` that ``tune_main.py analyze`` would load, and its winner's lead over the
+runner-up and over the original report's recommended config (its first trial) read in the
+sweep's own gap noise (clear, modest or tie).
 """
 
 from __future__ import annotations
@@ -87,13 +92,66 @@ def run_method(method: str, args, checkpoint: str, storage: str, seed: int) -> d
                             "time_total_s": row["time_total_s"], "loss": row["loss"],
                             "device_s": row["time_this_iter_s"] * row.get("devices", 1)})
     reports.sort(key=lambda r: (r["timestamp"], r["time_total_s"]))
-    trials = [{"config": {k: r.config.get(k) for k in (
+    trials = [{"trial_id": r.metrics["trial_id"],
+               "config": {k: r.config.get(k) for k in (
                    "context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch",
                    "unfreeze_context_epoch") if r.config.get(k) is not None},
                "best_loss": float(r.metrics_dataframe["loss"].min()),
                "epochs": len(r.metrics_dataframe)} for r in results]
     return {"reports": reports, "trials": trials, "errors": len(results.errors),
             "full_budget_epochs": num_samples * args.epochs}
+
+
+def experiment(run: dict, method: str, epochs: int):
+    """A recorded sweep as ``analysis.Experiment`` (what ``tune_main.py analyze`` reads).
+
+    Runs recorded before their trials carried ``trial_id`` (the study of 2026-11-28) are
+    matched to their reports by epoch count and best loss, which identify them.
+    """
+    import pandas as pd
+
+    from analysis.results import Experiment
+
+    curves: dict[str, list[float]] = {}
+    for r in run["reports"]:
+        curves.setdefault(r["trial"], []).append(r["loss"])
+    rows, per_epoch = [], []
+    for trial in run["trials"]:
+        trial_id = trial.get("trial_id") or next(
+            t for t, c in curves.items() if len(c) == trial["epochs"]
+            and min(c) == trial["best_loss"] and t not in {row["trial_id"] for row in rows})
+        curve = curves[trial_id]
+        ended = ("max epochs" if len(curve) == epochs else "culled by the scheduler"
+                 if METHODS[method][1] == "asha" else "all scales stopped")
+        rows.append({"trial_id": trial_id, "best_loss": min(curve),
+                     "best_epoch": curve.index(min(curve)), "stop_reason": ended,
+                     "family": trial["config"]["freeze_strategy"], **trial["config"]})
+        per_epoch += [{"trial_id": trial_id, "epoch": e, "loss": v} for e, v in enumerate(curve)]
+    trials = pd.DataFrame(rows)
+    searched = [k for k in ("context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch",
+                            "unfreeze_context_epoch") if k in trials]
+    return Experiment(path=Path(method), options={}, trials=trials,
+                      epochs=pd.DataFrame(per_epoch), searched=searched)
+
+
+def report_readings(runs: dict[int, dict[str, dict]], epochs: int) -> dict[str, list[dict]]:
+    """How the report reads each searched sweep's winner (``analysis.lead_reading``): its lead
+    over the runner-up and over the original report's recommended config, which every
+    searched method runs first (preset ``optuna``), in the sweep's own gap noise."""
+    from analysis.results import lead_reading
+
+    readings: dict[str, list[dict]] = {"runner_up": [], "recommended": []}
+    for by_method in runs.values():
+        for method, run in by_method.items():
+            if method == "grid":
+                continue
+            winner = experiment(run, method, epochs).winner()
+            for key, rows in readings.items():
+                if winner[key]:
+                    rows.append({"method": method, "reading": lead_reading(winner[key]),
+                                 "gap_pct": winner[key]["gap_pct"],
+                                 "gap_in_noise": winner[key]["gap_in_noise"]})
+    return readings
 
 
 def score(run: dict, reference: float) -> dict:
@@ -387,6 +445,21 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
             print(f"  {name:<52}{statistics.mean(row['compute']):>5.0%}  "
                   f"{statistics.mean(row['gap']):+.2%} (max {max(row['gap']):+.2%})  "
                   f"{within} of {len(row['gap'])}")
+    readings = report_readings(measured, args.epochs)
+    if readings["recommended"]:
+        summary["report_readings"] = readings
+        print(f"the report's reading of each searched sweep's winner "
+              f"({len(readings['recommended'])} sweeps), in the sweep's gap noise:")
+        for key, label in (("recommended", "the original report's recommended config"),
+                           ("runner_up", "the runner-up")):
+            rows = readings[key]
+            counts = ", ".join(f"{r} {sum(x['reading'] == r for x in rows)}"
+                               for r in ("clear", "modest", "tie"))
+            noises = [x["gap_in_noise"] for x in rows if math.isfinite(x["gap_in_noise"])]
+            print(f"  over {label}: {counts} (gap {min(x['gap_pct'] for x in rows):+.2f} .. "
+                  f"{max(x['gap_pct'] for x in rows):+.2f} %, " + (
+                      f"{min(noises):.1f} .. {max(noises):.1f} noises)" if noises else
+                      "no noise estimate: trials too short)"))
     if "grid" in methods:
         sens = sensitivity([by_method["grid"] for by_method in runs.values()])
         summary["sensitivity"] = sens

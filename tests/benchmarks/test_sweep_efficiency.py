@@ -82,12 +82,40 @@ def test_the_json_keeps_sweeps_of_seeds_without_the_grid(tmp_path, capsys):
     # are left out of the table but must reach --json: it is all that remains of them.
     from argparse import Namespace
 
-    runs = {1: {"tpe+asha": _run([[1.0, 0.9], [1.1, 1.0]]) | {"trials": [{"best_loss": 0.9}]}}}
+    trials = [{"trial_id": "t0", "config": {"context_lr_ratio": 0.1, "freeze_strategy": "entropy"},
+               "best_loss": 0.9, "epochs": 2},
+              {"trial_id": "t1", "config": {"context_lr_ratio": 0.5, "freeze_strategy": "none"},
+               "best_loss": 1.0, "epochs": 2}]
+    runs = {1: {"tpe+asha": _run([[1.0, 0.9], [1.1, 1.0]]) | {"trials": trials}}}
     out = tmp_path / "study.json"
     bench.report(runs, Namespace(epochs=2, trials=2, json=str(out), plot=None, replot=None),
                  wall=1.0)
     assert json.loads(out.read_text())["runs"]["1"]["tpe+asha"]["reports"] == runs[1][
         "tpe+asha"]["reports"]
+
+
+def test_each_recorded_sweep_is_read_as_the_report_reads_it():
+    # The curves share their noise except a +-0.0004 wobble (the gap noise ~0.0013), last
+    # epoch best: t2 wins with 0.9996, t1 ends 0.05 % behind it (1.0001), and t0, which ran
+    # the recommended config, 2 % behind.
+    shared = [0.05 / (e + 1) for e in range(8)]
+    finals = {"t0": 1.02, "t1": 0.9997, "t2": 1.0}
+    curves = [[final + shared[e] - shared[-1] + 0.0004 * (-1) ** (e + t) for e in range(8)]
+              for t, final in enumerate(finals.values())]
+    configs = [{"context_lr_ratio": 0.1, "freeze_strategy": "entropy"},
+               {"context_lr_ratio": 0.6, "freeze_strategy": "none"},
+               {"context_lr_ratio": 0.9, "freeze_strategy": "none"}]
+    run = _run(curves)
+    # t0's record predates trial ids: matched to its reports by epochs and best loss.
+    run["trials"] = [{"config": configs[0], "best_loss": min(curves[0]), "epochs": 8},
+                     *[{"trial_id": f"t{t}", "config": configs[t], "best_loss": min(curves[t]),
+                        "epochs": 8} for t in (1, 2)]]
+    exp = bench.experiment(run, "tpe+fifo", epochs=8)
+    assert sorted(exp.trials["trial_id"]) == ["t0", "t1", "t2"]
+    readings = bench.report_readings({0: {"tpe+fifo": run, "grid": run}}, epochs=8)
+    [recommended], [runner_up] = readings["recommended"], readings["runner_up"]
+    assert recommended["reading"] == "clear" and 1.9 < recommended["gap_pct"] < 2.1
+    assert runner_up["reading"] == "tie"
 
 
 def test_quick_mode_runs_real_sweeps_and_scores_them(tmp_path):
