@@ -446,13 +446,15 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
                   f"{statistics.mean(row['gap']):+.2%} (max {max(row['gap']):+.2%})  "
                   f"{within} of {len(row['gap'])}")
     readings = report_readings(measured, args.epochs)
-    if readings["recommended"]:
+    if readings["runner_up"]:
         summary["report_readings"] = readings
         print(f"the report's reading of each searched sweep's winner "
-              f"({len(readings['recommended'])} sweeps), in the sweep's gap noise:")
+              f"({len(readings['runner_up'])} sweeps), in the sweep's gap noise:")
         for key, label in (("recommended", "the original report's recommended config"),
                            ("runner_up", "the runner-up")):
             rows = readings[key]
+            if not rows:
+                continue
             counts = ", ".join(f"{r} {sum(x['reading'] == r for x in rows)}"
                                for r in ("clear", "modest", "tie"))
             noises = [x["gap_in_noise"] for x in rows if math.isfinite(x["gap_in_noise"])]
