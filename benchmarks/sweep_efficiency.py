@@ -56,6 +56,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # bind 127.0.0.1, as the CLI
 
+from hpcm_tune.names import searched_knobs  # noqa: E402 (after sys.path)
+
 # method -> (sampler, scheduler, per-scale stopper on, preset)
 METHODS: dict[str, tuple[str, str, bool, str]] = {
     "grid": ("random", "fifo", False, "seed-ablation"),
@@ -65,6 +67,7 @@ METHODS: dict[str, tuple[str, str, bool, str]] = {
     "tpe+asha": ("tpe", "asha", False, "optuna"),
     "tpe+asha+stopper": ("tpe", "asha", True, "optuna"),
 }
+KNOBS = searched_knobs(wide=False)  # what the benchmark's sweeps search
 DEFAULT_METHOD = "tpe+asha"  # the CLI's default: --sampler tpe --scheduler asha, no stopper
 WITHIN = 0.005
 
@@ -93,9 +96,7 @@ def run_method(method: str, args, checkpoint: str, storage: str, seed: int) -> d
                             "device_s": row["time_this_iter_s"] * row.get("devices", 1)})
     reports.sort(key=lambda r: (r["timestamp"], r["time_total_s"]))
     trials = [{"trial_id": r.metrics["trial_id"],
-               "config": {k: r.config.get(k) for k in (
-                   "context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch",
-                   "unfreeze_context_epoch") if r.config.get(k) is not None},
+               "config": {k: r.config.get(k) for k in KNOBS if r.config.get(k) is not None},
                "best_loss": float(r.metrics_dataframe["loss"].min()),
                "epochs": len(r.metrics_dataframe)} for r in results]
     return {"reports": reports, "trials": trials, "errors": len(results.errors),
@@ -128,8 +129,7 @@ def experiment(run: dict, method: str, epochs: int):
                      "family": trial["config"]["freeze_strategy"], **trial["config"]})
         per_epoch += [{"trial_id": trial_id, "epoch": e, "loss": v} for e, v in enumerate(curve)]
     trials = pd.DataFrame(rows)
-    searched = [k for k in ("context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch",
-                            "unfreeze_context_epoch") if k in trials]
+    searched = [k for k in KNOBS if k in trials]
     return Experiment(path=Path(method), options={}, trials=trials,
                       epochs=pd.DataFrame(per_epoch), searched=searched)
 

@@ -147,4 +147,3 @@ def test_assigned_gpus_that_torch_cannot_see_fall_back_to_the_cpu_with_a_warning
         assert device == CPU
         assert any(r.levelname == "WARNING" and "falling back to CPU" in r.getMessage()
                    for r in caplog.records)
-

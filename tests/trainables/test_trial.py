@@ -170,4 +170,3 @@ def test_a_trial_trains_on_a_gpu_with_bf16_autocast(loop_config, tmp_path):
         assert math.isfinite(metrics["loss"])
         assert metrics["s1"] + metrics["s2"] + metrics["s3"] + metrics["bpp_z"] == pytest.approx(
             metrics["loss"], rel=1e-5)
-
