@@ -32,6 +32,29 @@ def test_score_counts_the_epochs_until_within_half_a_percent():
     assert math.isinf(bench.score(run, reference=0.9)["epochs_to_target"])
 
 
+def test_full_budget_device_hours_extrapolate_each_trial_from_its_later_epochs():
+    run = _run([[1.2, 1.1], [1.3, 1.2, 1.1, 1.0]])  # a trial culled after 2 of 4 epochs
+    run["full_budget_epochs"] = 8
+    run["reports"][0]["device_s"] = 5.0  # its first epoch paid for the trial's setup
+    run["reports"][2]["device_s"] = 3.0
+    # 5 + 3 x 1 and 3 + 3 x 1 device-seconds
+    assert math.isclose(bench.full_budget_device_hours(run) * 3600, 14.0)
+
+
+def test_the_goal_needs_the_target_within_thirty_percent_in_epochs_and_device_hours():
+    curves = [[1.3, 1.2, 1.0], [1.3, 1.25, 1.2], [1.3, 1.25, 1.2], [1.3, 1.25, 1.2]]
+    run = _run(curves)  # within 0.5 % after 3 of 12 trial-epochs: 25 %
+    met = bench.score(run, reference=1.0)
+    assert met["to_target_vs_full_budget"] == 0.25 and bench.goal(met, met)
+    run["reports"][0]["device_s"] = 2.0  # a slow first epoch: 4 of 13 device-seconds
+    slow = bench.score(run, reference=1.0)
+    assert slow["to_target_vs_full_budget"] == 0.25 and not bench.goal(slow, slow)
+    late = bench.score(_run(curves[::-1]), reference=1.0)  # the good trial last: 12 of 12
+    assert late["epochs_to_target"] == 12 and not bench.goal(late, late)
+    assert not bench.goal(met, {**met, "epochs_to_target": 2})  # ASHA got there sooner
+    assert not bench.goal(bench.score(run, reference=0.99), met)  # never within 0.5 %
+
+
 def test_asha_rule_keeps_the_top_third_of_what_a_rung_has_seen():
     rule = bench.asha_rule((2,), reduction=3)
     recorded: dict = {}
@@ -126,8 +149,10 @@ def test_quick_mode_runs_real_sweeps_and_scores_them(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "goal: tpe+asha within 0.5 %" in proc.stdout
+    assert "of 1 seeds (seed 0: " in proc.stdout
     summary = json.loads(out.read_text())
     grid, asha = summary["scores"]["grid"][0], summary["scores"]["tpe+asha"][0]
     assert grid["epochs"] == 6 * 3  # the report's 6 configs at the 3-epoch budget
     assert 4 <= asha["epochs"] <= 4 * 3  # 4 trials, each at least 1 epoch
     assert min(grid["gap"], asha["gap"]) == 0.0  # one of them found the reference
+    assert summary["goal_met"] == [bench.goal(asha, asha)]
