@@ -86,7 +86,6 @@ def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.report import lead_summary, write_report
-    from analysis.results import lead_reading
 
     if is_uri(args.path):
         raise UsageError(f"{args.path}: analyze reads a local folder; copy the experiment "
@@ -100,10 +99,5 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"winner {winner['trial_id']}: best loss {winner['best_loss']:.4f} at epoch "
               f"{winner['best_epoch']}, config {winner['config']}")
         print(lead_summary(winner))
-        ru, other = winner["runner_up"], winner["best_other"]
-        if ru and ru["neighbour"] and other:
-            print(f"the runner-up is a neighbour of the winner's config; the best clearly "
-                  f"different config {other['trial_id']}: +{other['gap_pct']:.2f}% "
-                  f"({lead_reading(other)}), config {other['config']}")
     print(f"report: {result['out'] / 'report.html'} (and report.md, CSV, Parquet, PNG)")
     return 0

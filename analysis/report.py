@@ -96,15 +96,22 @@ def standing(winner: dict) -> str:
 
 
 def lead_summary(winner: dict) -> str:
-    """The winner's standing in one line (the console's, after a sweep and ``analyze``)."""
+    """The winner's standing in one line (the console's, after a sweep and ``analyze``).
+    A runner-up that is a neighbour of the winner's config says where the search converged,
+    not which config wins, so the best clearly different config is named after it."""
+    runner_up = winner.get("runner_up")
+    compared = [("the runner-up", runner_up)]
+    if runner_up and runner_up["neighbour"]:
+        compared.append(("the best clearly different config", winner.get("best_other")))
+    compared.append(("the original report's recommended config", winner.get("recommended")))
     parts = []
-    for label, versus in (("the runner-up", winner.get("runner_up")),
-                          ("the original report's recommended config", winner.get("recommended"))):
+    for label, versus in compared:
         if versus:
             noises = (f"{versus['gap_in_noise']:.1f} gap noises"
                       if math.isfinite(versus["gap_in_noise"]) else "no noise estimate")
+            neighbour = ", a neighbour of the winner's config" if versus.get("neighbour") else ""
             parts.append(f"+{versus['gap_pct']:.2f}% over {label} {versus['trial_id']} "
-                         f"({noises}: {lead_reading(versus)})")
+                         f"({noises}: {lead_reading(versus)}{neighbour})")
     if winner.get("is_recommended"):
         parts.append("the winner is the original report's recommended config")
     readings = [lead_reading(v) for v in winner.get("versus") or []]

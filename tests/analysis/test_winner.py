@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.report import _trials_section, confidence, standing
+from analysis.report import _trials_section, confidence, lead_summary, standing
 from analysis.results import Experiment, lead_reading
 
 
@@ -47,6 +47,19 @@ def test_a_neighbouring_runner_up_is_read_against_the_best_different_config():
     text = confidence(winner)
     assert "neighbour of the winner's config" in text and "(a) is" in text
     assert "clearly ahead" in text and "tie" not in text
+    # The one-line lead (the console's) names the different config it is measured against.
+    line = lead_summary(winner)
+    assert "over the runner-up n (" in line and "a neighbour of the winner's config)" in line
+    assert "over the best clearly different config a (" in line
+    assert line.index("runner-up n") < line.index("different config a")
+
+
+def test_the_one_line_lead_skips_the_different_config_when_the_runner_up_is_one():
+    exp = _experiment([("w", 0.5500, "entropy", 0.93), ("r", 0.5501, "entropy", 0.30),
+                       ("a", 0.5560, "none", 0.13)], jitter=0.0005)
+    line = lead_summary(exp.winner())
+    assert "over the runner-up r (" in line and "gap noises: tie)" in line
+    assert "neighbour" not in line and "clearly different" not in line
 
 
 def test_a_close_different_config_is_still_a_tie():
