@@ -72,11 +72,13 @@ def standing(winner: dict) -> str:
     if not versus:
         return ""
     readings = [lead_reading(v) for v in versus]
+
+    def count(reading: str) -> str:  # "2 (id, id)": the close ones are named
+        ids = [v["trial_id"] for v, r in zip(versus, readings) if r == reading]
+        return f"{len(ids)}" + (f" ({', '.join(ids)})" if ids and reading != "clear" else "")
+
     text = (f"Of the {len(versus)} other trials, the winner is clearly ahead of "
-            f"{readings.count('clear')}, modestly of {readings.count('modest')} and tied with "
-            f"{readings.count('tie')}")
-    close = [v["trial_id"] for v, r in zip(versus, readings) if r != "clear"]
-    text += f" ({', '.join(close)})" if close else ""
+            f"{count('clear')}, modestly of {count('modest')} and tied with {count('tie')}")
     culled = sum(v["culled"] for v in versus)
     text += (f"; {culled} of them culled by the scheduler, compared at their best so far. "
              if culled else ". ")

@@ -137,6 +137,14 @@ def test_the_winner_is_placed_against_every_trial_and_the_recommended_config():
     assert math.isnan(behind["w"]) and behind["f"] > behind["e"] > 2 > behind["d"]
 
 
+def test_the_close_trials_are_named_under_their_own_reading():
+    # m is ~1.5 noises behind (0.00069 at this jitter), d 0.07 % (a tie), f 14 noises.
+    exp = _experiment([*PLACED[:2], ("m", 0.5510, "none", 0.50), PLACED[3]], jitter=0.0002)
+    readings = {v["trial_id"]: lead_reading(v) for v in exp.winner()["versus"]}
+    assert readings == {"d": "tie", "m": "modest", "f": "clear"}
+    assert "clearly ahead of 1, modestly of 1 (m) and tied with 1 (d)" in standing(exp.winner())
+
+
 def test_a_recommended_config_within_the_noise_is_not_beaten():
     winner = _experiment(PLACED, jitter=0.004).winner()
     assert lead_reading(winner["recommended"]) == "tie"
