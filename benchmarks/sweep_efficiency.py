@@ -203,6 +203,17 @@ def _per_seed(values: list[float], digits: int = 0) -> str:
     return ", ".join("never" if math.isinf(v) else f"{v:.{digits}f}" for v in values)
 
 
+def _goal_text(row: dict, met: bool) -> str:
+    if math.isinf(row["epochs_to_target"]):
+        spent = f"never (ends {row['gap']:+.2%})"
+    else:
+        spent = (f"{row['epochs_to_target']} trial-epochs ({row['to_target_vs_full_budget']:.0%}),"
+                 f" {row['device_hours_to_target']:.3f} device-h "
+                 f"({row['device_hours_to_target_vs_full_budget']:.0%} of "
+                 f"{row['full_budget_device_hours']:.3f})")
+    return f"seed {row['seed']}: {spent}: {'met' if met else 'missed'}"
+
+
 def _mean_sd(values: list[float]) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.4g} ± {sd:.2g}"
@@ -431,10 +442,10 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
     runs = {seed: by_method for seed, by_method in runs.items() if "grid" in by_method}
     methods = [m for m in METHODS if any(m in by_method for by_method in runs.values())]
     scores: dict[str, list[dict]] = {m: [] for m in methods}
-    for by_method in runs.values():
+    for seed, by_method in runs.items():
         reference = min(t["best_loss"] for run in by_method.values() for t in run["trials"])
         for method, run in by_method.items():
-            scores[method].append(score(run, reference))
+            scores[method].append({"seed": seed, **score(run, reference)})
     print(f"\ndemo task, {args.epochs} epochs per trial, {args.trials} trials per method "
           f"(grid 6), seeds {sorted(runs)}, {os.cpu_count()} CPUs, {wall / 60:.1f} min")
     print(f"{'method':<18}{'epochs to 0.5 % (per seed)':>28}{'device-h to 0.5 %':>24}"
@@ -450,20 +461,14 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
               f"{statistics.mean(gaps):>+11.2%} ± {statistics.pstdev(gaps):.2%}")
     summary: dict = {"settings": vars(args), "scores": scores, "wall_min": wall / 60}
     if DEFAULT_METHOD in scores and "tpe+asha" in scores:
-        verdicts = [goal(ours, asha) for ours, asha in zip(scores[DEFAULT_METHOD],
-                                                           scores["tpe+asha"])]
-        summary["goal_met"] = verdicts
-        seeds = "; ".join(
-            f"seed {seed}: " + (f"never (ends {r['gap']:+.2%})" if math.isinf(
-                r["epochs_to_target"]) else
-                f"{r['epochs_to_target']} trial-epochs ({r['to_target_vs_full_budget']:.0%}), "
-                f"{r['device_hours_to_target']:.3f} device-h "
-                f"({r['device_hours_to_target_vs_full_budget']:.0%} of "
-                f"{r['full_budget_device_hours']:.3f})") + f": {'met' if met else 'missed'}"
-            for seed, r, met in zip(runs, scores[DEFAULT_METHOD], verdicts))
+        asha = {r["seed"]: r for r in scores["tpe+asha"]}
+        verdicts = [(r, goal(r, asha[r["seed"]])) for r in scores[DEFAULT_METHOD]
+                    if r["seed"] in asha]
+        summary["goal_met"] = {r["seed"]: met for r, met in verdicts}
         print(f"goal: {DEFAULT_METHOD} within 0.5 % with no more compute than tpe+asha and "
-              f"<= {GOAL_SHARE:.0%} of its trials' full budget: met in {sum(verdicts)} of "
-              f"{len(verdicts)} seeds ({seeds})")
+              f"<= {GOAL_SHARE:.0%} of its trials' full budget: met in "
+              f"{sum(met for _, met in verdicts)} of {len(verdicts)} seeds ("
+              + "; ".join(_goal_text(r, met) for r, met in verdicts) + ")")
     full_budget = [run for by_method in runs.values() for m, run in by_method.items()
                    if METHODS[m][1] == "fifo" and not METHODS[m][2]]
     rhos = early_rank_correlation(full_budget, args.epochs)
