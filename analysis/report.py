@@ -59,7 +59,8 @@ def confidence(winner: dict) -> str:
         ru = other
     return text + {
         "tie": ("That is within what a different seed or validation crop can change: treat "
-                "the top configs as a tie and look at the family ranking and the importance."),
+                "the top configs as a tie and look at each freeze strategy's best and at the "
+                "importance."),
         "clear": "The winner is clearly ahead of the other configs of this sweep.",
         "modest": "The lead is modest: confirm it with a second seed before relying on it.",
     }[lead_reading(ru)]
@@ -172,7 +173,10 @@ def _winner_section(exp: Experiment, winner: dict | None) -> list[Block]:
     if winner is None:
         return b + [("p", "No trial finished with a loss.")]
     row = exp.trials.set_index("trial_id").loc[winner["trial_id"]]
-    fam_rank = ", ".join(f"{k} {v:.4f}" for k, v in winner["family_median_loss"].items())
+    families = ", ".join(
+        f"{f['family']} {f['best_loss']:.4f} ({f['trials']} trial{'s' * (f['trials'] > 1)}"
+        + (f", {f['culled']} culled" if f["culled"] else "") + ")"
+        for f in winner["families"])
     return b + [
         ("pre", json.dumps(winner["config"], indent=2)),
         ("p", f"Trial {winner['trial_id']}: best validation loss "
@@ -180,10 +184,8 @@ def _winner_section(exp: Experiment, winner: dict | None) -> list[Block]:
               f"(bpp {row['bpp']:.4f}, PSNR {row['psnr']:.2f} dB, estimated rate). "
               f"Saved as `best_config.json` for `tune_main.py run --config`."),
         ("p", f"How sure: {confidence(winner)} {standing(winner)} "
-              f"{winner['trials_finished']} trials "
-              f"finished; {winner['family_trials']} of them used freeze strategy "
-              f"`{winner['family']}`, ranked {winner['family_rank']} of "
-              f"{len(winner['family_median_loss'])} by median best loss ({fam_rank}).")]
+              f"{winner['trials_finished']} trials finished; the best trial of each freeze "
+              f"strategy: {families}.")]
 
 
 def _trials_section(exp: Experiment, winner: dict | None) -> list[Block]:

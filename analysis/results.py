@@ -91,13 +91,9 @@ class Experiment:
             "best_epoch": int(best["best_epoch"]),
             "trials_finished": len(done),
             "family": best["family"],
-            "family_trials": int((done["family"] == best["family"]).sum()),
-            "family_rank": None,
+            "families": self.family_bests(done),
             "runner_up": None,
         }
-        medians = done.groupby("family")["best_loss"].median().sort_values()
-        out["family_rank"] = int(list(medians.index).index(best["family"])) + 1
-        out["family_median_loss"] = {k: float(v) for k, v in medians.items()}
         out["noise"], out["noise_trials"] = self.gap_noise(
             best["trial_id"], [t for t in done["trial_id"] if t != best["trial_id"]])
         rest = [row for _, row in done.iloc[1:].iterrows()]
@@ -144,6 +140,20 @@ class Experiment:
             if len(gap) >= NOISE_EPOCHS:
                 noises.append(float(np.std(np.diff(gap, 2), ddof=1) / math.sqrt(6)))
         return (float(np.median(noises)) if noises else math.nan), len(noises)
+
+    @staticmethod
+    def family_bests(done: "pd.DataFrame") -> list[dict[str, Any]]:
+        """Each freeze strategy's best trial, best first, with its number of trials and how
+        many of them were culled. A family's median would mostly say which context-LR
+        ratios the search happened to try in it (and trials culled at an early rung count
+        at their loss there); its best trial is what the strategy reached in this sweep."""
+        rows = []
+        for family, group in done.groupby("family"):
+            rows.append({"family": family, "best_loss": float(group["best_loss"].min()),
+                         "trial_id": group.sort_values("best_loss").iloc[0]["trial_id"],
+                         "trials": len(group),
+                         "culled": int((group["stop_reason"] == "culled by the scheduler").sum())})
+        return sorted(rows, key=lambda r: r["best_loss"])
 
     def _versus(self, best: "pd.Series", other: "pd.Series", noise: float) -> dict[str, Any]:
         """``other`` against the winner: its config, loss and gap (absolute, %, in the

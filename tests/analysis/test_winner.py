@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.report import _trials_section, confidence, lead_summary, standing
+from analysis.report import (_trials_section, _winner_section, confidence, lead_summary,
+                             standing)
 from analysis.results import Experiment, lead_reading
 
 
@@ -31,7 +32,8 @@ def _experiment(rows: list[tuple[str, float, str, float]], culled: tuple[str, ..
     trials = pd.DataFrame(
         [{"trial_id": t, "best_loss": loss, "best_epoch": EPOCHS - 1,
           "stop_reason": "culled by the scheduler" if t in culled else "epoch budget",
-          "family": strategy, "freeze_strategy": strategy, "context_lr_ratio": ratio}
+          "family": strategy, "freeze_strategy": strategy, "context_lr_ratio": ratio,
+          "bpp": 0.1, "psnr": 30.0}
          for t, loss, strategy, ratio in rows])
     return Experiment(path=Path("."), options={}, trials=trials, epochs=pd.DataFrame(epochs),
                       searched=["context_lr_ratio", "freeze_strategy"])
@@ -143,6 +145,20 @@ def test_the_close_trials_are_named_under_their_own_reading():
     readings = {v["trial_id"]: lead_reading(v) for v in exp.winner()["versus"]}
     assert readings == {"d": "tie", "m": "modest", "f": "clear"}
     assert "clearly ahead of 1, modestly of 1 (m) and tied with 1 (d)" in standing(exp.winner())
+
+
+def test_each_freeze_strategy_is_summed_up_by_its_best_trial():
+    # A culled trial's loss at its rung (0.60) must not sink its strategy below one whose
+    # trials all ran: "none" has the best trial, whatever its median.
+    exp = _experiment([("w", 0.5500, "none", 0.93), ("x", 0.5600, "entropy", 0.10),
+                       ("y", 0.5650, "entropy", 0.50), ("c", 0.6000, "none", 0.02),
+                       ("d", 0.6100, "none", 0.01)], culled=("c", "d"))
+    families = exp.winner()["families"]
+    assert [(f["family"], f["trial_id"], f["trials"], f["culled"]) for f in families] == [
+        ("none", "w", 3, 2), ("entropy", "x", 2, 0)]
+    text = " ".join(b[1] for b in _winner_section(exp, exp.winner()) if b[0] == "p")
+    assert ("the best trial of each freeze strategy: none 0.5500 (3 trials, 2 culled), "
+            "entropy 0.5600 (2 trials).") in text
 
 
 def test_a_recommended_config_within_the_noise_is_not_beaten():
