@@ -130,15 +130,24 @@ def plot_loss_curves(exp: "Experiment", path: str | Path) -> Path | None:
 
 
 def plot_loss_vs_ratio(exp: "Experiment", path: str | Path) -> Path | None:
-    """Best loss vs context-LR ratio (log scale), coloured by freeze strategy."""
+    """Best loss vs context-LR ratio (log scale), coloured by freeze strategy; trials culled
+    at a rung are hollow: their loss is their best so far there, not what they would reach."""
     plt = _plt()
     done = exp.finished()
     if done.empty or "context_lr_ratio" not in done:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    culled = done["stop_reason"] == "culled by the scheduler"
     for fam, group in done.groupby("family"):
-        ax.scatter(group["context_lr_ratio"], group["best_loss"], s=50, color=_colour(fam),
-                   label=f"{fam} ({len(group)})", edgecolor="black", linewidth=0.5)
+        ran, cut = group[~culled[group.index]], group[culled[group.index]]
+        label = f"{fam} ({len(group)})"  # on the filled markers, or the hollow if none
+        ax.scatter(ran["context_lr_ratio"], ran["best_loss"], s=50, color=_colour(fam),
+                   label=label if len(ran) else None, edgecolor="black", linewidth=0.5)
+        ax.scatter(cut["context_lr_ratio"], cut["best_loss"], s=50, facecolor="none",
+                   edgecolor=_colour(fam), linewidth=1.5, label=None if len(ran) else label)
+    if culled.any():
+        ax.scatter([], [], s=50, facecolor="none", edgecolor="grey", linewidth=1.5,
+                   label="hollow: culled at a rung (best so far)")
     best = done.iloc[0]
     ax.scatter([best["context_lr_ratio"]], [best["best_loss"]], s=250, facecolor="none",
                edgecolor="red", linewidth=2, label=f"winner {best['trial_id']}")
