@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpcm_tune.names import SCALES
+from hpcm_tune.names import ALL_STOPPED, CULLED, SCALES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -20,10 +20,10 @@ if TYPE_CHECKING:
 DPI = 120
 FAMILY_COLOURS = {"none": "tab:blue", "entropy": "tab:orange", "progressive": "tab:green",
                   "all": "tab:gray"}
-REASON_COLOURS = {"all scales stopped": "tab:green", "max epochs": "tab:blue",
+REASON_COLOURS = {ALL_STOPPED: "tab:green", "max epochs": "tab:blue",
                   "budget": "tab:purple", "error": "tab:red", "running": "tab:cyan",
                   "pending": "tab:gray", "interrupted": "tab:olive",
-                  "culled by the scheduler": "tab:brown"}
+                  CULLED: "tab:brown"}
 SCALE_LABELS = {"s1": "s1 (1/16 of y)", "s2": "s2 (3/16 of y)", "s3": "s3 (3/4 of y)"}
 
 
@@ -137,7 +137,7 @@ def plot_loss_vs_ratio(exp: "Experiment", path: str | Path) -> Path | None:
     if done.empty or "context_lr_ratio" not in done:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    culled = done["stop_reason"] == "culled by the scheduler"
+    culled = done["stop_reason"] == CULLED
     for fam, group in done.groupby("family"):
         ran, cut = group[~culled[group.index]], group[culled[group.index]]
         label = f"{fam} ({len(group)})"  # on the filled markers, or the hollow if none

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcm_tune.errors import InputError
-from hpcm_tune.names import SCALES, searched_knobs
+from hpcm_tune.names import ALL_STOPPED, CULLED, SCALES, searched_knobs
 from hpcm_tune.tune_files import (TrialState, checkpoint_at, experiment_state, latest_checkpoint,
                                   per_epoch, read_params, read_results, sweep_options,
                                   trial_dirs, trial_id_from_dirname)
@@ -40,7 +40,7 @@ NOISE_EPOCHS = 5
 CLEAR_NOISES = 2.0
 TIE_PCT = 0.1
 #: Values of ``trials["stop_reason"]``.
-STOP_REASONS = ("all scales stopped", "culled by the scheduler", "max epochs", "budget",
+STOP_REASONS = (ALL_STOPPED, CULLED, "max epochs", "budget",
                 "error", "running", "pending", "interrupted")
 
 
@@ -152,7 +152,7 @@ class Experiment:
             rows.append({"family": family, "best_loss": float(group["best_loss"].min()),
                          "trial_id": group.sort_values("best_loss").iloc[0]["trial_id"],
                          "trials": len(group),
-                         "culled": int((group["stop_reason"] == "culled by the scheduler").sum())})
+                         "culled": int((group["stop_reason"] == CULLED).sum())})
         return sorted(rows, key=lambda r: r["best_loss"])
 
     def _versus(self, best: "pd.Series", other: "pd.Series", noise: float) -> dict[str, Any]:
@@ -167,7 +167,7 @@ class Experiment:
             "gap": gap,
             "gap_pct": 100 * gap / abs(float(best["best_loss"])),
             "gap_in_noise": gap / noise if noise and math.isfinite(noise) else math.nan,
-            "culled": other["stop_reason"] == "culled by the scheduler",
+            "culled": other["stop_reason"] == CULLED,
         }
 
     def neighbours(self, a: "pd.Series", b: "pd.Series") -> bool:
@@ -207,7 +207,7 @@ class Experiment:
             rows.append({
                 "family": name, "trials": len(g),
                 "errored": int((g["stop_reason"] == "error").sum()),
-                "stopped_early": int((g["stop_reason"] == "all scales stopped").sum()),
+                "stopped_early": int((g["stop_reason"] == ALL_STOPPED).sum()),
                 "epochs_used": used, "epochs_budget": budget, "epochs_saved": budget - used,
                 "epochs_saved_fraction": 1 - used / budget if budget else math.nan,
                 "device_hours_used": dh_used, "device_hours_budget": dh_budget,
@@ -392,7 +392,7 @@ def stop_reason(status: str | None, error: str | None, all_stopped: bool, epochs
     if error is not None or status == "ERROR":
         return "error"
     if all_stopped:
-        return "all scales stopped"
+        return ALL_STOPPED
     if budget is not None and last_epoch is not None and int(last_epoch) + 1 >= int(budget):
         return "max epochs"
     if status == "RUNNING":
@@ -402,7 +402,7 @@ def stop_reason(status: str | None, error: str | None, all_stopped: bool, epochs
     if status == "TERMINATED" and sweep_budget:
         return "budget"
     if status == "TERMINATED" and culling:
-        return "culled by the scheduler"
+        return CULLED
     return "interrupted"
 
 

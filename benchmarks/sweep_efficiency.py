@@ -58,7 +58,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # bind 127.0.0.1, as the CLI
 
-from hpcm_tune.names import searched_knobs  # noqa: E402 (after sys.path)
+from hpcm_tune.names import ALL_STOPPED, CULLED, searched_knobs  # noqa: E402 (after sys.path)
 
 # method -> (sampler, scheduler, per-scale stopper on, preset)
 METHODS: dict[str, tuple[str, str, bool, str]] = {
@@ -125,8 +125,8 @@ def experiment(run: dict, method: str, epochs: int):
             t for t, c in curves.items() if len(c) == trial["epochs"]
             and min(c) == trial["best_loss"] and t not in {row["trial_id"] for row in rows})
         curve = curves[trial_id]
-        ended = ("max epochs" if len(curve) == epochs else "culled by the scheduler"
-                 if METHODS[method][1] == "asha" else "all scales stopped")
+        ended = ("max epochs" if len(curve) == epochs else CULLED
+                 if METHODS[method][1] == "asha" else ALL_STOPPED)
         rows.append({"trial_id": trial_id, "best_loss": min(curve),
                      "best_epoch": curve.index(min(curve)), "stop_reason": ended,
                      "family": trial["config"]["freeze_strategy"], **trial["config"]})

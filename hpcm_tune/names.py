@@ -12,6 +12,11 @@ MARKER = "hpcm_tune_experiment.json"
 #: A trial's training state (weights, optimizer, schedule, RNG, stopper) in each checkpoint.
 STATE_FILE = "trial_state.pt"
 
+#: Why a trial ended, as the console and the analysis both say it: every scale's patience
+#: ran out (the per-scale stopper), or a scheduler such as ASHA culled it at a rung.
+ALL_STOPPED = "all scales stopped"
+CULLED = "culled by the scheduler"
+
 #: HPCM's three coding lattices: the per-scale losses every trial reports, in coding order.
 SCALES: tuple[str, ...] = ("s1", "s2", "s3")
 

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from ray.tune import Callback
 
-from hpcm_tune.names import SCALES, SEARCHED_KNOBS
+from hpcm_tune.names import ALL_STOPPED, CULLED, SCALES, SEARCHED_KNOBS
 from stoppers.adaptive_patience import ALL_STOPPED_KEY
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,7 @@ log = logging.getLogger(__name__)
 #: Per-epoch lines the whole sweep may print (start and end lines come on top: 2 per trial).
 EPOCH_LINES = 64
 
-ALL_STOPPED = "all scales stopped"
 BUDGET = "epoch budget reached"
-CULLED = "culled by the scheduler"
 ERROR = "error"
 SWEEP_STOPPED = "stopped with the sweep (its budget is spent)"
 INTERRUPTED = "interrupted (resume continues it)"
