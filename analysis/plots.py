@@ -165,25 +165,41 @@ def plot_loss_vs_ratio(exp: "Experiment", path: str | Path) -> Path | None:
 
 
 def plot_unfreeze(exp: "Experiment", path: str | Path) -> Path | None:
-    """Best loss vs the unfreeze epochs of the progressive trials."""
+    """Best loss vs the unfreeze epochs of the progressive trials, coloured by context-LR
+    ratio; trials culled at a rung are hollow (their loss is their best so far there)."""
     plt = _plt()
+    from matplotlib.cm import ScalarMappable
+
     done = exp.finished()
     if "unfreeze_h_epoch" not in done:
         return None
     prog = done[(done["family"] == "progressive") & done["unfreeze_h_epoch"].notna()]
     if prog.empty:
         return None
+    ratio = prog["context_lr_ratio"]
+    colours = ScalarMappable(_log_norm(ratio), plt.get_cmap("viridis"))
+    ran, cut = prog[prog["stop_reason"] != CULLED], prog[prog["stop_reason"] == CULLED]
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
-    for ax, col, what in ((axes[0], "unfreeze_h_epoch", "hyper-prior (h_a, h_s)"),
-                          (axes[1], "unfreeze_context_epoch", "context model")):
-        sc = ax.scatter(prog[col], prog["best_loss"], c=prog["context_lr_ratio"], cmap="viridis",
-                        s=60, edgecolor="black", linewidth=0.5,
-                        norm=_log_norm(prog["context_lr_ratio"]))
-        ax.set_xlabel(f"{col} (epoch the {what} starts training)")
+    for ax, col, what in ((axes[0], "unfreeze_h_epoch", "the hyper-prior"),
+                          (axes[1], "unfreeze_context_epoch", "the context model")):
+        ax.scatter(ran[col], ran["best_loss"], color=colours.to_rgba(ran["context_lr_ratio"]),
+                   s=60, edgecolor="black", linewidth=0.5)
+        ax.scatter(cut[col], cut["best_loss"], facecolor="none", s=60, linewidth=1.5,
+                   edgecolor=colours.to_rgba(cut["context_lr_ratio"]))
+        ax.set_xlabel(f"{col}\n(when {what} starts training)")
         ax.grid(alpha=0.3)
+    if len(cut):
+        axes[1].scatter([], [], s=60, facecolor="none", edgecolor="grey", linewidth=1.5,
+                        label="hollow: culled at a rung (best so far)")
+        axes[1].legend(fontsize=8)
     axes[0].set_ylabel("best validation loss")
-    fig.colorbar(sc, ax=axes, label="context-LR ratio")
-    fig.suptitle(f"Progressive unfreezing: unfreeze epochs vs best loss ({len(prog)} trials)")
+    lo, hi = float(ratio.min()), float(ratio.max())
+    ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0) if lo <= t <= hi] or None
+    bar = fig.colorbar(colours, ax=axes, label="context-LR ratio", ticks=ticks)
+    bar.ax.minorticks_off()
+    bar.ax.set_yticklabels([f"{t:g}" for t in bar.get_ticks()])
+    fig.suptitle(f"Progressive unfreezing: unfreeze epochs vs best loss ({len(prog)} trial"
+                 f"{'s' * (len(prog) > 1)})")
     return _save(fig, path)
 
 
