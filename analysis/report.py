@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from analysis.evaluate import format_cell, markdown_table
 from analysis.results import NEIGHBOUR_FACTOR, NOISE_EPOCHS, lead_reading
 from hpcm_tune.errors import InputError
-from hpcm_tune.names import SCALES
+from hpcm_tune.names import CULLED, SCALES
 from search_spaces.presets import RECOMMENDED
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ def report_blocks(exp: Experiment, winner: dict | None, importance: pd.DataFrame
     """The report's content, section by section, for both renderers."""
     return [*_overview(exp), *_winner_section(exp, winner), *_trials_section(exp, winner),
             *_convergence_section(exp, winner, figs), *_compute_section(exp, figs),
-            *_search_space_section(figs), *_importance_section(importance, figs),
+            *_search_space_section(figs), *_importance_section(exp, importance, figs),
             *_rate_distortion_section(exp, evaluation, figs)]
 
 
@@ -244,14 +244,20 @@ def _search_space_section(figs: Figures) -> list[Block]:
     return b
 
 
-def _importance_section(importance: pd.DataFrame, figs: Figures) -> list[Block]:
+def _importance_section(exp: Experiment, importance: pd.DataFrame,
+                        figs: Figures) -> list[Block]:
     b: list[Block] = [("h2", "Parameter importance")]
     if importance.empty:
         return b + [("p", "Not enough finished trials (3 needed per scope) or nothing varied.")]
+    done = exp.finished()
+    culled = int((done["stop_reason"] == CULLED).sum())
+    mixed = (f" {culled} of the {len(done)} trials were culled at a rung and enter with their "
+             "best loss so far, as the search saw them: the ranking also says what the "
+             "scheduler culled." if culled else "")
     return b + [("p", "Optuna fANOVA on the trials' best loss. Unfreeze epochs exist only for "
                       "progressive trials, so they are ranked within those trials "
-                      "(scope `progressive only`, needs 3+ such trials). Few trials make "
-                      "this a hint, not a measurement."),
+                      "(scope `progressive only`, needs 3+ such trials)." + mixed +
+                      " Few trials make this a hint, not a measurement."),
                 ("table", importance, {"importance": 3}),
                 *_figures(figs, "importance")]
 

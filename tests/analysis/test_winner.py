@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.report import (_trials_section, _winner_section, confidence, lead_summary,
-                             standing)
+from analysis.report import (_importance_section, _trials_section, _winner_section, confidence,
+                             lead_summary, standing)
 from analysis.results import Experiment, lead_reading
 
 
@@ -159,6 +159,16 @@ def test_each_freeze_strategy_is_summed_up_by_its_best_trial():
     text = " ".join(b[1] for b in _winner_section(exp, exp.winner()) if b[0] == "p")
     assert ("the best trial of each freeze strategy: none 0.5500 (3 trials, 2 culled), "
             "entropy 0.5600 (2 trials).") in text
+
+
+def test_the_importance_says_how_many_trials_entered_at_a_rung():
+    importance = pd.DataFrame([{"scope": "all trials", "param": "context_lr_ratio",
+                                "importance": 1.0, "trials": 4}])
+    mixed = _experiment(PLACED, culled=("e", "f"))
+    text = _importance_section(mixed, importance, {})[1][1]
+    assert "2 of the 4 trials were culled at a rung and enter with their best loss so far" in text
+    text = _importance_section(_experiment(PLACED), importance, {})[1][1]
+    assert "culled" not in text and text.endswith("a hint, not a measurement.")
 
 
 def test_a_recommended_config_within_the_noise_is_not_beaten():
