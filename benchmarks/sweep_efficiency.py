@@ -163,6 +163,8 @@ def full_budget_device_hours(run: dict) -> float:
     times: dict[str, list[float]] = {}
     for report in run["reports"]:
         times.setdefault(report["trial"], []).append(report["device_s"])
+    if not times:  # no trial reported an epoch
+        return math.nan
     per_trial = run["full_budget_epochs"] // len(times)
     return sum(t[0] + (per_trial - 1) * statistics.mean(t[1:] or t[:1])
                for t in times.values()) / 3600

@@ -39,6 +39,7 @@ def test_full_budget_device_hours_extrapolate_each_trial_from_its_later_epochs()
     run["reports"][2]["device_s"] = 3.0
     # 5 + 3 x 1 and 3 + 3 x 1 device-seconds
     assert math.isclose(bench.full_budget_device_hours(run) * 3600, 14.0)
+    assert math.isnan(bench.full_budget_device_hours({"reports": [], "full_budget_epochs": 8}))
 
 
 def test_the_goal_needs_the_target_within_thirty_percent_in_epochs_and_device_hours():
