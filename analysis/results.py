@@ -90,7 +90,6 @@ class Experiment:
             "best_loss": float(best["best_loss"]),
             "best_epoch": int(best["best_epoch"]),
             "trials_finished": len(done),
-            "family": best["family"],
             "families": self.family_bests(done),
             "runner_up": None,
         }
@@ -149,9 +148,9 @@ class Experiment:
         at their loss there); its best trial is what the strategy reached in this sweep."""
         rows = []
         for family, group in done.groupby("family"):
-            rows.append({"family": family, "best_loss": float(group["best_loss"].min()),
-                         "trial_id": group.sort_values("best_loss").iloc[0]["trial_id"],
-                         "trials": len(group),
+            top = group.loc[group["best_loss"].idxmin()]
+            rows.append({"family": family, "best_loss": float(top["best_loss"]),
+                         "trial_id": top["trial_id"], "trials": len(group),
                          "culled": int((group["stop_reason"] == CULLED).sum())})
         return sorted(rows, key=lambda r: r["best_loss"])
 

@@ -116,9 +116,7 @@ def experiment(run: dict, method: str, epochs: int):
 
     from analysis.results import Experiment
 
-    curves: dict[str, list[float]] = {}
-    for r in run["reports"]:
-        curves.setdefault(r["trial"], []).append(r["loss"])
+    curves = _curves(run)
     rows, per_epoch = [], []
     for trial in run["trials"]:
         trial_id = trial.get("trial_id") or next(
@@ -265,12 +263,12 @@ def early_rank_correlation(runs: list[dict], epochs: int) -> dict[int, list[floa
     return rhos
 
 
-def _curves(run: dict) -> list[list[float]]:
-    """Each trial's losses, epoch by epoch, trials in the order they first reported."""
+def _curves(run: dict) -> dict[str, list[float]]:
+    """Each trial's losses, epoch by epoch, by trial id, in the order the trials first reported."""
     curves: dict[str, list[float]] = {}
     for report in run["reports"]:
         curves.setdefault(report["trial"], []).append(report["loss"])
-    return list(curves.values())
+    return curves
 
 
 def asha_rule(rungs: tuple[int, ...], reduction: float = 3) -> Callable:
@@ -350,7 +348,7 @@ def replay_study(runs: dict[int, dict[str, dict]], epochs: int) -> dict[str, dic
             for method, run in by_method.items():
                 if method == "grid" or METHODS[method][1] != "fifo" or METHODS[method][2]:
                     continue
-                curves = [c for c in _curves(run) if len(c) == epochs]
+                curves = [c for c in _curves(run).values() if len(c) == epochs]
                 spent, best = replay(curves, make())
                 shares.append(spent / (len(curves) * epochs))
                 gaps.append(best / reference - 1)
