@@ -9,7 +9,9 @@ it, and tools that read the study (optuna-dashboard, importance) count it as liv
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
@@ -17,7 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class ResumableOptunaSearch(OptunaSearch):
-    """OptunaSearch whose restore closes the trials the killed driver asked for but lost.
+    """OptunaSearch whose restore closes the trials the killed driver asked for but lost,
+    and which can be told earlier results with a define-by-run space.
 
     The study belongs to one sweep (it is named after it), so a RUNNING Optuna trial that
     the restored searcher does not map to a Tune trial can only be such an orphan. It is
@@ -37,3 +40,25 @@ class ResumableOptunaSearch(OptunaSearch):
             log.warning("Optuna trial %d was asked for by the interrupted driver but never "
                         "recorded by Tune: marked FAIL, its parameters queued again",
                         trial.number)
+
+    def add_evaluated_point(self, parameters: dict, value: float, error: bool = False,
+                            pruned: bool = False, intermediate_values: list[float] | None = None,
+                            user_attrs: dict[str, Any] | None = None) -> None:
+        """Tell the study a finished trial it did not ask for (OptunaSearch's, which also
+        takes a define-by-run space: the space runs on ``parameters`` to give Optuna their
+        distributions). ``user_attrs`` are stored with the trial.
+
+        Raises:
+            ValueError: ``parameters`` lack a knob the space asks for, or hold a value
+                outside its range.
+        """
+        if not callable(self._space):
+            super().add_evaluated_point(parameters, value, error, pruned, intermediate_values)
+            return
+        fixed = optuna.trial.FixedTrial(parameters)
+        self._space(fixed)
+        state = TrialState.FAIL if error else TrialState.PRUNED if pruned else TrialState.COMPLETE
+        self._ot_study.add_trial(optuna.trial.create_trial(
+            state=state, value=None if error else value, params=fixed.params,
+            distributions=fixed.distributions, user_attrs=user_attrs,
+            intermediate_values=dict(enumerate(intermediate_values or []))))
