@@ -27,14 +27,26 @@ def _context_lr_points() -> list[dict[str, Any]]:
     return [{"context_lr_ratio": r, "freeze_strategy": "entropy"} for r in (1.0, 0.5, 0.1, 0.01)]
 
 
+def rescale_unfreeze_epochs(point: dict[str, Any], from_epochs: int,
+                            to_epochs: int) -> dict[str, Any]:
+    """``point`` for an epoch budget of ``to_epochs`` instead of ``from_epochs``: progressive
+    unfreezing at the same fractions of the budget, rounded, and kept in the search space
+    (``1 <= unfreeze_h_epoch < unfreeze_context_epoch < to_epochs``)."""
+    if point.get("freeze_strategy") != "progressive":
+        return dict(point)
+    scale = to_epochs / from_epochs
+    h = min(to_epochs - 2, max(1, round(point["unfreeze_h_epoch"] * scale)))
+    c = min(to_epochs - 1, max(h + 1, round(point["unfreeze_context_epoch"] * scale)))
+    return {**point, "unfreeze_h_epoch": h, "unfreeze_context_epoch": c}
+
+
 def _freeze_points(max_epochs: int) -> list[dict[str, Any]]:
-    h = max(1, round(100 / REPORT_EPOCHS * max_epochs))
-    c = min(max_epochs - 1, max(h + 1, round(200 / REPORT_EPOCHS * max_epochs)))
+    progressive = {"context_lr_ratio": 0.1, "freeze_strategy": "progressive",
+                   "unfreeze_h_epoch": 100, "unfreeze_context_epoch": 200}
     return [
         {"context_lr_ratio": 0.1, "freeze_strategy": "none"},
         {"context_lr_ratio": 0.1, "freeze_strategy": "entropy"},
-        {"context_lr_ratio": 0.1, "freeze_strategy": "progressive",
-         "unfreeze_h_epoch": h, "unfreeze_context_epoch": c},
+        rescale_unfreeze_epochs(progressive, REPORT_EPOCHS, max_epochs),
     ]
 
 
