@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the per-scale stopper ends the leaders); fifo: no culling")
     g.add_argument("--num-samples", type=int, default=8, help="number of trials")
     g.add_argument("--optuna-storage", help="persist the study, e.g. sqlite:///study.db")
+    g.add_argument("--warm-start", metavar="SWEEP",
+                   help="start the search from an earlier sweep's folder: the same task's "
+                   "trials are told to the sampler; another task's best configs run first")
     g.add_argument("--config", help="no search: fine-tune this JSON config of the searched "
                    "knobs (e.g. the best_config a sweep printed)")
     g.add_argument("--lambdas", help="with --config: one trial per lambda, comma-separated, "
@@ -385,6 +388,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cluster.prepare(address)
     from trainables.sweep import SweepOptions, join_storage, run_sweep
     from trainables.tracking import tracking_callbacks
+    from trainables.warm_start import load_warm_start
 
     name = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
     storage = location(args.storage_path)
@@ -396,6 +400,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     fixed_config, lambdas = _fixed_config(args)
     if fixed_config is None:
         _check_search(args)
+    elif args.warm_start:
+        raise UsageError("--warm-start starts a search from an earlier sweep; --config runs "
+                         "no search: drop one of them")
     _check_storage(storage, args.optuna_storage)
     trial = _trial_spec(args)
     if replace and Path(target) in Path(trial.checkpoint).parents:
@@ -412,6 +419,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         sampler=args.sampler, scheduler=args.scheduler,
         fixed_config=fixed_config, lambdas=lambdas,
     )
+    if args.warm_start:
+        options.warm_start = load_warm_start(location(args.warm_start), options)
     callbacks = tracking_callbacks(args.wandb_project, args.mlflow_uri, name)
     if not replace:
         return _sweep(address, args.dashboard,

@@ -20,6 +20,7 @@ from hpcm_tune.files import atomic_write, is_uri, location
 from hpcm_tune.names import MARKER, SCALES, searched_knobs
 from hpcm_tune.tune_files import repair_torn_state
 from trainables.spec import TrialSpec
+from trainables.warm_start import WarmStart
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class SweepOptions:
     # one trial per lambda, e.g. to get a rate-distortion curve of a sweep's winner.
     fixed_config: dict[str, Any] | None = None
     lambdas: list[float] | None = None
+    # An earlier sweep's results that the search starts from (``run --warm-start``).
+    warm_start: WarmStart | None = None
 
     @property
     def path(self) -> str:
@@ -73,7 +76,9 @@ class SweepOptions:
     @classmethod
     def from_json(cls, text: str) -> "SweepOptions":
         data = json.loads(text)
-        return cls(**{**data, "trial": TrialSpec.from_config(data.get("trial", {}))})
+        warm = data.get("warm_start")
+        return cls(**{**data, "trial": TrialSpec.from_config(data.get("trial", {})),
+                      "warm_start": WarmStart(**warm) if warm else None})
 
 
 def join_storage(storage_path: str, name: str) -> str:
@@ -160,18 +165,30 @@ def open_optuna_storage(url: str):
 
 
 def _optuna_search(options: SweepOptions):
-    """OptunaSearch over the fine-tuning space, warm-started with the preset's points."""
-    from search_spaces import FineTuneSpace, make_sampler, preset_points
+    """OptunaSearch over the fine-tuning space, starting with the preset's points and what
+    an earlier sweep gives (``trainables.warm_start``)."""
+    from search_spaces import FineTuneSpace, make_sampler, preset_points, startup_trials
     from trainables.optuna_search import ResumableOptunaSearch
 
+    points = preset_points(options.preset, options.epochs)
+    warm = options.warm_start
+    if warm and warm.same_task:  # what the earlier sweep ran is known: not run again
+        points = [p for p in points if p not in [t["params"] for t in warm.trials]]
+    elif warm:
+        best = warm.best_configs(startup_trials(options.num_samples), options.epochs)
+        points += [p for p in best if p not in points]
     storage = open_optuna_storage(options.optuna_storage) if options.optuna_storage else None
-    return ResumableOptunaSearch(
+    search = ResumableOptunaSearch(
         space=FineTuneSpace(max_epochs=options.epochs, wide=options.wide_space),
-        metric=METRIC, mode=MODE,
-        points_to_evaluate=preset_points(options.preset, options.epochs),
+        metric=METRIC, mode=MODE, points_to_evaluate=points or None,
         sampler=make_sampler(options.sampler, options.num_samples, options.seed),
         study_name=options.name, storage=storage,
     )
+    if warm and warm.same_task:
+        for trial in warm.trials:
+            search.add_evaluated_point(trial["params"], trial["best_loss"], user_attrs={
+                "warm_start_from": warm.source, "warm_start_trial": trial["trial_id"]})
+    return search
 
 
 def param_space(options: SweepOptions) -> dict[str, Any]:

@@ -270,6 +270,29 @@ def test_fixed_config_at_several_lambdas_is_one_trial_per_lambda(
         assert row["best_loss"] == result.metrics_dataframe["loss"].min()
 
 
+def test_a_sweep_warm_started_from_the_same_task_tells_its_trials_and_runs_new_ones(
+        reference, tmp_path, photo_dirs, pretrained_tiny_path):
+    from trainables.sweep import read_marker
+    from trainables.warm_start import load_warm_start
+
+    earlier, earlier_results = reference
+    options = _options(tmp_path, photo_dirs, pretrained_tiny_path, "warm", seed=1,
+                       num_samples=1, optuna_storage=f"sqlite:///{tmp_path / 'study.db'}")
+    options.warm_start = load_warm_start(earlier.path, options)
+    assert options.warm_start.same_task
+    results = run_sweep(options)
+    assert len(results) == 1 and not results.errors
+    study = optuna.load_study(study_name=options.name, storage=options.optuna_storage)
+    told = [t for t in study.trials if "warm_start_trial" in t.user_attrs]
+    assert sorted((t.user_attrs["warm_start_trial"], t.value) for t in told) == sorted(
+        (r.metrics["trial_id"], r.metrics["best_loss"]) for r in earlier_results)
+    # The preset's points are what the earlier sweep ran: the one new trial is TPE's own.
+    (new,) = [t for t in study.trials if t not in told]
+    assert new.state == optuna.trial.TrialState.COMPLETE
+    assert new.params not in [t.params for t in told]
+    assert read_marker(options.path).warm_start == options.warm_start
+
+
 def test_state_torn_by_a_killed_driver_is_restored_from_the_staging_copy(reference, tmp_path):
     from hpcm_tune.tune_files import TornStateError, repair_torn_state
 
