@@ -162,10 +162,17 @@ def _figures(figs: Figures, *keys: str) -> list[Block]:
 def _overview(exp: Experiment) -> list[Block]:
     o = exp.options
     trial = o.get("trial", {})
-    return [("h1", f"Sweep report: {exp.path.name}"),
-            ("p", f"Experiment `{exp.path}`: {len(exp.trials)} trials, epoch budget "
-                  f"{o.get('epochs', 'n/a')} per trial, preset `{o.get('preset', 'n/a')}`, model "
-                  f"`{trial.get('model', 'n/a')}`, lambda {trial.get('lmbda', 'n/a')}.")]
+    text = (f"Experiment `{exp.path}`: {len(exp.trials)} trials, epoch budget "
+            f"{o.get('epochs', 'n/a')} per trial, preset `{o.get('preset', 'n/a')}`, model "
+            f"`{trial.get('model', 'n/a')}`, lambda {trial.get('lmbda', 'n/a')}.")
+    warm = o.get("warm_start")
+    if warm:  # the search began from another sweep's trials, which this report does not list
+        text += (f" Warm-started from `{warm['source']}`: "
+                 + (f"its {len(warm['trials'])} trials (the same task) told to the sampler."
+                    if not warm["differences"] else
+                    f"another task ({'; '.join(warm['differences'])}), its best configs "
+                    "run first."))
+    return [("h1", f"Sweep report: {exp.path.name}"), ("p", text)]
 
 
 def _winner_section(exp: Experiment, winner: dict | None) -> list[Block]:
