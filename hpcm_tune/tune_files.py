@@ -67,8 +67,12 @@ def trial_dirs(experiment: Path) -> list[Path]:
 
 
 def experiment_state_files(experiment: Path) -> list[Path]:
-    """Tune's ``experiment_state-*.json`` files, oldest first (the last is the latest save)."""
-    return sorted(experiment.glob(EXPERIMENT_STATE), key=lambda p: (p.stat().st_mtime, p.name))
+    """Tune's ``experiment_state-*.json`` files, oldest first (the last is the latest save).
+
+    Ordered by name, i.e. by the start time of the driver session that wrote each, as Tune's
+    restore picks its file: not by modification time, since a resumed driver's final upload
+    copies every session's file anew, in no particular order."""
+    return sorted(experiment.glob(EXPERIMENT_STATE))
 
 
 def experiment_state(experiment: Path) -> dict[str, TrialState]:

@@ -46,7 +46,9 @@ def experiment(tmp_path: Path) -> Path:
     (root / MARKER).write_text(json.dumps({"epochs": 4, "scheduler": "asha"}))
     old = root / "experiment_state-2026-11-28_14-40-00.json"
     old.write_bytes(_state(("aa11", "RUNNING", None)))
-    os.utime(old, (1, 1))
+    # A resumed driver's final upload copies every session's state file anew, the older
+    # ones possibly last: the latest save is the latest session's, whatever the file times.
+    os.utime(old, (4e9, 4e9))
     (root / f"experiment_state-{STAMP}.json").write_bytes(
         _state(("aa11", "TERMINATED", None), ("bb22", "ERROR", "error.txt")))
     trial = root / "trial_aa11"
