@@ -66,3 +66,12 @@ def test_culled_progressive_trials_are_hollow_in_the_unfreeze_plot(tmp_path, mon
     assert _losses(h_axis) == _losses(context_axis) == ({0.27}, {0.33})
     assert [t.get_text() for t in context_axis.get_legend().get_texts()] == [
         "hollow: culled at a rung (best so far)"]
+
+
+def test_the_unfreeze_colour_bar_labels_its_ticks_without_round_ratios_in_range(
+        tmp_path, monkeypatch):
+    # One progressive trial at ratio 0.01175: no round ratio lies in [lo, hi], so the bar is
+    # labelled with the trial's own ratio (before: matplotlib's ticks, relabelled blindly).
+    exp = _experiment([("p", "progressive", 0.01175, 0.27, "max epochs", 1, 2)])
+    *_, colorbar = _drawn(monkeypatch, plots.plot_unfreeze, exp, tmp_path)
+    assert [t.get_text() for t in colorbar.get_yticklabels()] == ["0.01175"]
