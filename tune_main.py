@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = run.add_argument_group("search")
     g.add_argument("--preset", default="optuna",
                    choices=SEARCH_PRESETS)
-    g.add_argument("--wide-space", action="store_true", help="also search base_lr, h_multiplier")
+    g.add_argument("--wide-space", action="store_true",
+                   help="also search base_lr and h_multiplier, and context-LR ratios up to 4")
     g.add_argument("--sampler", default="tpe", choices=SAMPLERS,
                    help="Optuna sampler (tpe: random start-up of a quarter of the trials, then "
                    "multivariate TPE with constant liar)")
@@ -156,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     _max_side_arg(ft)
     _training_args(ft, epochs=12)
     g = ft.add_argument_group("layer-wise learning rates")
-    g.add_argument("--context-lr-ratio", type=float, default=0.1)
+    g.add_argument("--context-lr-ratio", type=float, default=0.1,
+                   help="context model's LR / base LR (above 1: it trains faster)")
     g.add_argument("--freeze-strategy", default="entropy", choices=FREEZE_STRATEGIES)
     g.add_argument("--unfreeze-h-epoch", type=int, default=0)
     g.add_argument("--unfreeze-context-epoch", type=int, default=0)

@@ -195,7 +195,8 @@ def plot_unfreeze(exp: "Experiment", path: str | Path) -> Path | None:
     axes[0].set_ylabel("best validation loss")
     lo, hi = float(ratio.min()), float(ratio.max())
     # Fixed ticks for the labels below: the round ratios in range, else the trials' own.
-    ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0) if lo <= t <= hi] or sorted({lo, hi})
+    ticks = ([t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0) if lo <= t <= hi]
+             or sorted({lo, hi}))
     bar = fig.colorbar(colours, ax=axes, label="context-LR ratio", ticks=ticks)
     bar.ax.minorticks_off()
     bar.ax.set_yticklabels([f"{t:g}" for t in bar.get_ticks()])

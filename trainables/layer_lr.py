@@ -68,13 +68,12 @@ class LayerLRConfig:
     def __post_init__(self) -> None:
         if not self.base_lr > 0:
             raise InputError(f"base_lr must be > 0, got {self.base_lr}")
-        if not 0 < self.context_lr_ratio <= 1:
-            raise InputError(
-                f"context_lr_ratio must be in (0, 1], got {self.context_lr_ratio}"
-            )
-        for name in ("g_multiplier", "h_multiplier", "entropy_multiplier"):
-            if not getattr(self, name) > 0:
-                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
+        # Above 1 the context model trains faster than the transforms: on the demo task
+        # (a new, lower rate) ratio 2 beat ratio 1 at every seed.
+        for name in ("context_lr_ratio", "g_multiplier", "h_multiplier", "entropy_multiplier"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise InputError(f"{name} must be a finite number > 0, got "
+                                 f"{getattr(self, name)}")
         if self.freeze_strategy not in FREEZE_STRATEGIES:
             raise InputError(
                 f"unknown freeze strategy {self.freeze_strategy!r}; "

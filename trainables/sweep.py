@@ -170,16 +170,18 @@ def _optuna_search(options: SweepOptions):
     from search_spaces import FineTuneSpace, make_sampler, preset_points, startup_trials
     from trainables.optuna_search import ResumableOptunaSearch
 
+    space = FineTuneSpace(max_epochs=options.epochs, wide=options.wide_space)
     points = preset_points(options.preset, options.epochs)
     warm = options.warm_start
     if warm and warm.same_task:  # what the earlier sweep ran is known: not run again
         points = [p for p in points if p not in [t["params"] for t in warm.trials]]
     elif warm:
-        best = warm.best_configs(startup_trials(options.num_samples), options.epochs)
+        best = warm.best_configs(startup_trials(options.num_samples), options.epochs,
+                                 space.context_lr_range)
         points += [p for p in best if p not in points]
     storage = open_optuna_storage(options.optuna_storage) if options.optuna_storage else None
     search = ResumableOptunaSearch(
-        space=FineTuneSpace(max_epochs=options.epochs, wide=options.wide_space),
+        space=space,
         metric=METRIC, mode=MODE, points_to_evaluate=points or None,
         sampler=make_sampler(options.sampler, options.num_samples, options.seed),
         study_name=options.name, storage=storage,

@@ -52,12 +52,20 @@ class WarmStart:
     def same_task(self) -> bool:
         return not self.differences
 
-    def best_configs(self, count: int, epochs: int) -> list[dict[str, Any]]:
-        """The ``count`` best distinct configs, for an epoch budget of ``epochs``."""
+    def best_configs(self, count: int, epochs: int,
+                     ratio_range: tuple[float, float]) -> list[dict[str, Any]]:
+        """The ``count`` best distinct configs, for an epoch budget of ``epochs`` and a search
+        of the context-LR ratio over ``ratio_range`` (a config outside it is skipped, logged:
+        a ``--wide-space`` sweep's ratio above 1 for a sweep that searches up to 1)."""
         configs: list[dict[str, Any]] = []
+        low, high = ratio_range
         for trial in self.trials:
             config = rescale_unfreeze_epochs(trial["params"], self.epochs, epochs)
-            if config not in configs:
+            if not low <= config["context_lr_ratio"] <= high:
+                log.info("warm start: trial %s's context-LR ratio %.3g lies outside this "
+                         "sweep's [%g, %g]: not run first", trial["trial_id"],
+                         config["context_lr_ratio"], low, high)
+            elif config not in configs:
                 configs.append(config)
             if len(configs) == count:
                 break

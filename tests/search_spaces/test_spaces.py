@@ -34,9 +34,13 @@ def test_context_ratio_is_log_uniform():
     assert below_0_1 == pytest.approx(0.5, abs=0.08)  # log-uniform: half of [0.01, 1] is < 0.1
 
 
-def test_wide_space_adds_base_lr_and_h_multiplier():
-    for p in _sample(FineTuneSpace(max_epochs=10, wide=True), 20):
+def test_wide_space_adds_base_lr_and_h_multiplier_and_ratios_above_1():
+    samples = _sample(FineTuneSpace(max_epochs=10, wide=True), 60)
+    for p in samples:
         assert 1e-5 <= p["base_lr"] <= 1e-3 and 0.1 <= p["h_multiplier"] <= 1.0
+        assert 0.01 <= p["context_lr_ratio"] <= 4.0
+    # log-uniform over [0.01, 4]: 23 % of the draws lie above 1 (60 draws, all below: 1.5e-7)
+    assert any(p["context_lr_ratio"] > 1 for p in samples)
 
 
 def test_space_pickles_by_reference_to_an_importable_module():

@@ -28,6 +28,10 @@ def test_group_learning_rates_follow_multipliers(tiny):
     assert lrs["h_a"] == pytest.approx(1e-4) and lrs["h_s"] == pytest.approx(1e-4)
     assert lrs["context"] == pytest.approx(1e-5)
     assert set(lrs) == set(GROUPS)
+    # Above 1 the context model trains faster than the transforms.
+    faster = LayerLRManager(tiny, LayerLRConfig(base_lr=2e-4, context_lr_ratio=2.5))
+    lrs = {g["name"]: g["lr"] for g in faster.param_groups()}
+    assert lrs["context"] == pytest.approx(5e-4) and lrs["g_a"] == pytest.approx(2e-4)
 
 
 @pytest.mark.parametrize("strategy, frozen_at_0", [
@@ -62,7 +66,9 @@ def test_schedule_warms_up_each_group_from_its_start_and_decays(tiny):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(context_lr_ratio=0.0), "context_lr_ratio"),
-    (dict(context_lr_ratio=1.5), "context_lr_ratio"),
+    (dict(context_lr_ratio=float("inf")), "context_lr_ratio"),
+    (dict(context_lr_ratio=float("nan")), "context_lr_ratio"),
+    (dict(h_multiplier=-0.5), "h_multiplier"),
     (dict(freeze_strategy="all"), "unknown freeze strategy"),
     (dict(freeze_strategy="progressive", unfreeze_h_epoch=5, unfreeze_context_epoch=3),
      "unfreeze_h_epoch < unfreeze_context_epoch"),

@@ -3,6 +3,7 @@ gets (a real sweep warm-started end to end: tests/trainables/test_sweep.py)."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import pytest
@@ -10,6 +11,7 @@ from optuna.trial import TrialState
 
 from hpcm_tune.errors import InputError
 from search_spaces import RECOMMENDED, startup_trials
+from search_spaces.spaces import CONTEXT_LR_RANGE, WIDE_CONTEXT_LR_RANGE
 from tests.reliability.helpers import cli_error
 from trainables.spec import TrialSpec
 from trainables.sweep import SweepOptions, _optuna_search
@@ -55,12 +57,24 @@ def _warm(differences: list[str]) -> WarmStart:
 def test_best_configs_are_distinct_best_first_with_unfreeze_epochs_rescaled():
     warm = _warm(["epochs 12 -> 6"])
     # Rescaled to 6 epochs, the two progressive configs (h 4 and 5) are one: 2 and 4.
-    assert warm.best_configs(3, 6) == [
+    assert warm.best_configs(3, 6, CONTEXT_LR_RANGE) == [
         {"context_lr_ratio": 0.3, "freeze_strategy": "progressive", "unfreeze_h_epoch": 2,
          "unfreeze_context_epoch": 4},
         RECOMMENDED,
         {"context_lr_ratio": 0.02, "freeze_strategy": "none"}]
-    assert warm.best_configs(1, 24)[0]["unfreeze_context_epoch"] == 16
+    assert warm.best_configs(1, 24, CONTEXT_LR_RANGE)[0]["unfreeze_context_epoch"] == 16
+
+
+def test_best_configs_outside_the_new_space_are_skipped(caplog):
+    """A --wide-space sweep's ratio above 1 is no point of a sweep that searches up to 1."""
+    warm = _warm(["wide_space True -> False"])
+    warm.trials.insert(0, {"trial_id": "w", "best_loss": 0.2,
+                           "params": {"context_lr_ratio": 2.5, "freeze_strategy": "none"}})
+    with caplog.at_level(logging.INFO, logger="trainables.warm_start"):
+        narrow = warm.best_configs(2, 12, CONTEXT_LR_RANGE)
+    assert [c["context_lr_ratio"] for c in narrow] == [0.3, 0.1]
+    assert "trial w's context-LR ratio 2.5 lies outside this sweep's [0.01, 1]" in caplog.text
+    assert warm.best_configs(1, 12, WIDE_CONTEXT_LR_RANGE)[0]["context_lr_ratio"] == 2.5
 
 
 def _study(options: SweepOptions):
@@ -86,7 +100,7 @@ def test_another_task_runs_its_best_configs_first(pretrained_tiny_path):
     # The preset's point, then as many of the earlier best configs as TPE's start-up (4 of
     # 16 trials), the recommended config not twice.
     assert startup_trials(16) == 4
-    assert first == [RECOMMENDED, *[c for c in options.warm_start.best_configs(4, 12)
+    assert first == [RECOMMENDED, *[c for c in options.warm_start.best_configs(4, 12, CONTEXT_LR_RANGE)
                                     if c != RECOMMENDED]]
 
 
