@@ -168,9 +168,15 @@ def _optuna_search(options: SweepOptions):
     """OptunaSearch over the fine-tuning space, starting with the preset's points and what
     an earlier sweep gives (``trainables.warm_start``)."""
     from search_spaces import FineTuneSpace, make_sampler, preset_points, startup_trials
+    from stoppers.scheduler import asha_grace_period
     from trainables.optuna_search import ResumableOptunaSearch
 
     space = FineTuneSpace(max_epochs=options.epochs, wide=options.wide_space)
+    if options.wide_space and options.scheduler == "asha":
+        log.warning("--wide-space with ASHA: its first rung ranks the trials after %d epochs, "
+                    "before a faster learning rate pays off (on the demo task ASHA culled every "
+                    "context-LR ratio above 1 there); --scheduler fifo searches them fairly",
+                    asha_grace_period(options.epochs))
     points = preset_points(options.preset, options.epochs)
     warm = options.warm_start
     if warm and warm.same_task:  # what the earlier sweep ran is known: not run again

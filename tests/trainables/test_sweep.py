@@ -405,3 +405,17 @@ def test_trials_asking_for_no_gpu_on_a_cluster_with_gpus_are_warned_about(
     assert concurrent(0) == 2
     assert "the cluster has 2 GPU(s) but trials ask for none" in caplog.text
     assert concurrent(0.5) == 2 and "ask for none" not in caplog.text
+
+
+@pytest.mark.parametrize("scheduler, warned", [("asha", True), ("fifo", False)])
+def test_a_wide_search_with_asha_is_warned_about(scheduler, warned, caplog,
+                                                 pretrained_tiny_path):
+    from trainables.sweep import _optuna_search
+
+    trial = TrialSpec(model="tiny", checkpoint=str(pretrained_tiny_path)).replace(lmbda=0.0003)
+    options = SweepOptions(name="wide", storage_path="results", trial=trial, epochs=12,
+                           num_samples=8, wide_space=True, scheduler=scheduler)
+    with caplog.at_level("WARNING", logger="trainables.sweep"):
+        _optuna_search(options)
+    assert ("--wide-space with ASHA: its first rung ranks the trials after 3 epochs"
+            in caplog.text) is warned
