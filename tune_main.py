@@ -103,8 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = run.add_argument_group("search")
     g.add_argument("--preset", default="optuna",
                    choices=SEARCH_PRESETS)
-    g.add_argument("--wide-space", action="store_true",
-                   help="also search base_lr and h_multiplier, and context-LR ratios up to 4")
+    g.add_argument("--wide-space", action="store_true", help="also search base_lr, h_multiplier")
+    g.add_argument("--max-context-lr-ratio", type=float, default=1.0, metavar="R",
+                   help="search context-LR ratios up to R (default 1, the report's range; "
+                   "above 1 the context model trains faster than the transforms: use it with "
+                   "--scheduler fifo)")
     g.add_argument("--sampler", default="tpe", choices=SAMPLERS,
                    help="Optuna sampler (tpe: random start-up of a quarter of the trials, then "
                    "multivariate TPE with constant liar)")
@@ -414,7 +417,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = SweepOptions(
         name=name, storage_path=storage, trial=trial, epochs=args.epochs,
         num_samples=args.num_samples, preset=args.preset, wide_space=args.wide_space,
-        seed=args.seed, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        max_context_lr_ratio=args.max_context_lr_ratio, seed=args.seed,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
         optuna_storage=args.optuna_storage, budget_epochs=args.budget_epochs,
         budget_device_hours=args.budget_device_hours,
@@ -473,6 +477,10 @@ def _check_search(args: argparse.Namespace) -> None:
     except InputError as exc:
         raise UsageError(f"--epochs {args.epochs}: {exc}; pass --epochs 3 or more, or "
                          "--config to fine-tune one fixed config") from exc
+    try:
+        FineTuneSpace(max_epochs=args.epochs, max_context_lr_ratio=args.max_context_lr_ratio)
+    except InputError as exc:
+        raise UsageError(f"--max-context-lr-ratio: {exc}") from exc
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

@@ -165,6 +165,8 @@ def _overview(exp: Experiment) -> list[Block]:
     text = (f"Experiment `{exp.path}`: {len(exp.trials)} trials, epoch budget "
             f"{o.get('epochs', 'n/a')} per trial, preset `{o.get('preset', 'n/a')}`, model "
             f"`{trial.get('model', 'n/a')}`, lambda {trial.get('lmbda', 'n/a')}.")
+    if o.get("max_context_lr_ratio", 1.0) > 1:
+        text += f" Context-LR ratios searched up to {o['max_context_lr_ratio']:g}."
     warm = o.get("warm_start")
     if warm:  # the search began from another sweep's trials, which this report does not list
         text += (f" Warm-started from `{warm['source']}`: "

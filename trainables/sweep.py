@@ -43,6 +43,7 @@ class SweepOptions:
     num_samples: int = 8
     preset: str = "optuna"
     wide_space: bool = False
+    max_context_lr_ratio: float = 1.0  # the searched ratios' upper end (the report's: 1)
     seed: int = 0
     cpus_per_trial: float = 1
     gpus_per_trial: float = 0
@@ -171,17 +172,20 @@ def _optuna_search(options: SweepOptions):
     from stoppers.scheduler import asha_grace_period
     from trainables.optuna_search import ResumableOptunaSearch
 
-    space = FineTuneSpace(max_epochs=options.epochs, wide=options.wide_space)
-    if options.wide_space and options.scheduler == "asha":
-        log.warning("--wide-space with ASHA: its first rung ranks the trials after %d epochs, "
-                    "before a faster learning rate pays off (on the demo task ASHA culled every "
-                    "context-LR ratio above 1 there); --scheduler fifo searches them fairly",
+    space = FineTuneSpace(max_epochs=options.epochs, wide=options.wide_space,
+                          max_context_lr_ratio=options.max_context_lr_ratio)
+    if space.max_context_lr_ratio > 1 and options.scheduler == "asha":
+        log.warning("context-LR ratios above 1 with ASHA: its first rung ranks the trials "
+                    "after %d epochs, before a faster learning rate pays off (on the demo task "
+                    "it culled every ratio from 1.1 to 3.8 at epoch 3, and ratio 2 wins by "
+                    "epoch 12); --scheduler fifo searches them fairly",
                     asha_grace_period(options.epochs))
     points = preset_points(options.preset, options.epochs)
     warm = options.warm_start
-    if warm and warm.same_task:  # what the earlier sweep ran is known: not run again
-        points = [p for p in points if p not in [t["params"] for t in warm.trials]]
-    elif warm:
+    told = warm.trials_within(space.context_lr_range) if warm and warm.same_task else []
+    if told:  # what the earlier sweep ran is known: not run again
+        points = [p for p in points if p not in [t["params"] for t in told]]
+    elif warm and not warm.same_task:
         best = warm.best_configs(startup_trials(options.num_samples), options.epochs,
                                  space.context_lr_range)
         points += [p for p in best if p not in points]
@@ -192,10 +196,9 @@ def _optuna_search(options: SweepOptions):
         sampler=make_sampler(options.sampler, options.num_samples, options.seed),
         study_name=options.name, storage=storage,
     )
-    if warm and warm.same_task:
-        for trial in warm.trials:
-            search.add_evaluated_point(trial["params"], trial["best_loss"], user_attrs={
-                "warm_start_from": warm.source, "warm_start_trial": trial["trial_id"]})
+    for trial in told:
+        search.add_evaluated_point(trial["params"], trial["best_loss"], user_attrs={
+            "warm_start_from": warm.source, "warm_start_trial": trial["trial_id"]})
     return search
 
 

@@ -52,20 +52,26 @@ class WarmStart:
     def same_task(self) -> bool:
         return not self.differences
 
+    def trials_within(self, ratio_range: tuple[float, float]) -> list[dict[str, Any]]:
+        """The trials whose context-LR ratio lies in ``ratio_range`` (a sweep that searched
+        ratios above 1 warm-starting one that does not); the others are logged."""
+        low, high = ratio_range
+        inside = [t for t in self.trials if low <= t["params"]["context_lr_ratio"] <= high]
+        for trial in self.trials:
+            if trial not in inside:
+                log.info("warm start: trial %s's context-LR ratio %.3g lies outside this "
+                         "sweep's [%g, %g]: left out", trial["trial_id"],
+                         trial["params"]["context_lr_ratio"], low, high)
+        return inside
+
     def best_configs(self, count: int, epochs: int,
                      ratio_range: tuple[float, float]) -> list[dict[str, Any]]:
-        """The ``count`` best distinct configs, for an epoch budget of ``epochs`` and a search
-        of the context-LR ratio over ``ratio_range`` (a config outside it is skipped, logged:
-        a ``--wide-space`` sweep's ratio above 1 for a sweep that searches up to 1)."""
+        """The ``count`` best distinct configs within ``ratio_range``, for an epoch budget of
+        ``epochs``."""
         configs: list[dict[str, Any]] = []
-        low, high = ratio_range
-        for trial in self.trials:
+        for trial in self.trials_within(ratio_range):
             config = rescale_unfreeze_epochs(trial["params"], self.epochs, epochs)
-            if not low <= config["context_lr_ratio"] <= high:
-                log.info("warm start: trial %s's context-LR ratio %.3g lies outside this "
-                         "sweep's [%g, %g]: not run first", trial["trial_id"],
-                         config["context_lr_ratio"], low, high)
-            elif config not in configs:
+            if config not in configs:
                 configs.append(config)
             if len(configs) == count:
                 break

@@ -1,4 +1,4 @@
-"""The report's overview: what the sweep was, and where its search began."""
+"""The report's overview: what the sweep was (its ratio range too), and where its search began."""
 
 from __future__ import annotations
 
@@ -28,3 +28,11 @@ def test_the_overview_says_where_a_warm_started_search_began():
                                     "differences": ["epochs 20 -> 12"]}}
     assert _overview_text(other).endswith(
         "Warm-started from `/r/a`: another task (epochs 20 -> 12), its best configs run first.")
+
+
+def test_the_overview_names_a_ratio_range_beyond_the_reports():
+    base = {"epochs": 12, "preset": "optuna", "trial": {"model": "tiny", "lmbda": 0.0003}}
+    assert "Context-LR ratios" not in _overview_text(base)  # an older marker: the report's
+    assert "Context-LR ratios" not in _overview_text({**base, "max_context_lr_ratio": 1.0})
+    assert _overview_text({**base, "max_context_lr_ratio": 4.0}).endswith(
+        "Context-LR ratios searched up to 4.")

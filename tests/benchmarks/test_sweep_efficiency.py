@@ -112,10 +112,11 @@ def test_the_json_keeps_sweeps_of_seeds_without_the_grid(tmp_path, capsys):
                "best_loss": 1.0, "epochs": 2}]
     runs = {1: {"tpe+asha": _run([[1.0, 0.9], [1.1, 1.0]]) | {"trials": trials}}}
     out = tmp_path / "study.json"
-    bench.report(runs, Namespace(epochs=2, trials=2, json=str(out), plot=None, replot=None),
-                 wall=1.0)
-    assert json.loads(out.read_text())["runs"]["1"]["tpe+asha"]["reports"] == runs[1][
-        "tpe+asha"]["reports"]
+    bench.report(runs, Namespace(epochs=2, trials=2, json=str(out), plot=None, replot=None,
+                                 max_context_lr_ratio=4.0), wall=1.0)
+    saved = json.loads(out.read_text())
+    assert saved["runs"]["1"]["tpe+asha"]["reports"] == runs[1]["tpe+asha"]["reports"]
+    assert saved["settings"]["max_context_lr_ratio"] == 4.0  # what --replot reads back
 
 
 def test_each_recorded_sweep_is_read_as_the_report_reads_it():

@@ -34,13 +34,21 @@ def test_context_ratio_is_log_uniform():
     assert below_0_1 == pytest.approx(0.5, abs=0.08)  # log-uniform: half of [0.01, 1] is < 0.1
 
 
-def test_wide_space_adds_base_lr_and_h_multiplier_and_ratios_above_1():
-    samples = _sample(FineTuneSpace(max_epochs=10, wide=True), 60)
-    for p in samples:
+def test_wide_space_adds_base_lr_and_h_multiplier():
+    for p in _sample(FineTuneSpace(max_epochs=10, wide=True), 20):
         assert 1e-5 <= p["base_lr"] <= 1e-3 and 0.1 <= p["h_multiplier"] <= 1.0
-        assert 0.01 <= p["context_lr_ratio"] <= 4.0
+        assert 0.01 <= p["context_lr_ratio"] <= 1.0
+
+
+def test_ratios_above_1_only_when_asked_for():
+    samples = _sample(FineTuneSpace(max_epochs=10, max_context_lr_ratio=4.0), 60)
+    assert all(0.01 <= p["context_lr_ratio"] <= 4.0 for p in samples)
     # log-uniform over [0.01, 4]: 23 % of the draws lie above 1 (60 draws, all below: 1.5e-7)
     assert any(p["context_lr_ratio"] > 1 for p in samples)
+    for bad in (0.5, float("inf"), float("nan")):  # below 1 would drop preset points
+        with pytest.raises(ValueError, match="largest context-LR ratio searched must be a "
+                                             "number >= 1"):
+            FineTuneSpace(max_epochs=10, max_context_lr_ratio=bad)
 
 
 def test_space_pickles_by_reference_to_an_importable_module():

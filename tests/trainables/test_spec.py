@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import optuna
 import pytest
 
 from hpcm_tune.errors import InputError
-from hpcm_tune.names import searched_knobs
+from hpcm_tune.names import MARKER, searched_knobs
 from search_spaces import FineTuneSpace
 from trainables.spec import TrialSpec
 from trainables.sweep import SweepOptions
@@ -82,6 +85,13 @@ def test_the_marker_keeps_the_trial_record(tmp_path):
 
     trial = TrialSpec(checkpoint=str(tmp_path / "m.pt"), stopper=None).replace(
         lmbda=0.0009, crops_per_image=6)
-    options = SweepOptions(name="s", storage_path=str(tmp_path), trial=trial)
+    options = SweepOptions(name="s", storage_path=str(tmp_path), trial=trial,
+                           max_context_lr_ratio=3.0)
     write_marker(options)
     assert read_marker(options.path) == options
+    # A marker written before the ratio's range was an option: the report's range.
+    marker = Path(options.path) / MARKER
+    data = json.loads(marker.read_text())
+    del data["max_context_lr_ratio"]
+    marker.write_text(json.dumps(data))
+    assert read_marker(options.path).max_context_lr_ratio == 1.0

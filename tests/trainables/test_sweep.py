@@ -407,15 +407,16 @@ def test_trials_asking_for_no_gpu_on_a_cluster_with_gpus_are_warned_about(
     assert concurrent(0.5) == 2 and "ask for none" not in caplog.text
 
 
-@pytest.mark.parametrize("scheduler, warned", [("asha", True), ("fifo", False)])
-def test_a_wide_search_with_asha_is_warned_about(scheduler, warned, caplog,
-                                                 pretrained_tiny_path):
+@pytest.mark.parametrize("ratio, scheduler, warned", [
+    (4.0, "asha", True), (4.0, "fifo", False), (1.0, "asha", False)])
+def test_ratios_above_1_with_asha_are_warned_about(ratio, scheduler, warned, caplog,
+                                                   pretrained_tiny_path):
     from trainables.sweep import _optuna_search
 
     trial = TrialSpec(model="tiny", checkpoint=str(pretrained_tiny_path)).replace(lmbda=0.0003)
     options = SweepOptions(name="wide", storage_path="results", trial=trial, epochs=12,
-                           num_samples=8, wide_space=True, scheduler=scheduler)
+                           num_samples=8, max_context_lr_ratio=ratio, scheduler=scheduler)
     with caplog.at_level("WARNING", logger="trainables.sweep"):
         _optuna_search(options)
-    assert ("--wide-space with ASHA: its first rung ranks the trials after 3 epochs"
-            in caplog.text) is warned
+    assert ("context-LR ratios above 1 with ASHA: its first rung ranks the trials after 3 "
+            "epochs" in caplog.text) is warned

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from hpcm_tune.errors import InputError
 from search_spaces import RECOMMENDED, startup_trials
-from search_spaces.spaces import CONTEXT_LR_RANGE, WIDE_CONTEXT_LR_RANGE
+from search_spaces.spaces import CONTEXT_LR_RANGE
 from tests.reliability.helpers import cli_error
 from trainables.spec import TrialSpec
 from trainables.sweep import SweepOptions, _optuna_search
@@ -65,16 +65,23 @@ def test_best_configs_are_distinct_best_first_with_unfreeze_epochs_rescaled():
     assert warm.best_configs(1, 24, CONTEXT_LR_RANGE)[0]["unfreeze_context_epoch"] == 16
 
 
-def test_best_configs_outside_the_new_space_are_skipped(caplog):
-    """A --wide-space sweep's ratio above 1 is no point of a sweep that searches up to 1."""
-    warm = _warm(["wide_space True -> False"])
+def test_trials_outside_the_new_ratio_range_are_left_out(caplog, pretrained_tiny_path):
+    """A sweep that searched ratios above 1 warm-starting one that searches up to 1."""
+    warm = _warm([])
     warm.trials.insert(0, {"trial_id": "w", "best_loss": 0.2,
                            "params": {"context_lr_ratio": 2.5, "freeze_strategy": "none"}})
     with caplog.at_level(logging.INFO, logger="trainables.warm_start"):
         narrow = warm.best_configs(2, 12, CONTEXT_LR_RANGE)
     assert [c["context_lr_ratio"] for c in narrow] == [0.3, 0.1]
     assert "trial w's context-LR ratio 2.5 lies outside this sweep's [0.01, 1]" in caplog.text
-    assert warm.best_configs(1, 12, WIDE_CONTEXT_LR_RANGE)[0]["context_lr_ratio"] == 2.5
+    assert warm.best_configs(1, 12, (0.01, 4.0))[0]["context_lr_ratio"] == 2.5
+    # The same task: told to the sampler, but not a point outside its space (Optuna refuses).
+    told = [t for t in _study(_options(pretrained_tiny_path, warm_start=warm)).trials
+            if t.state == TrialState.COMPLETE]
+    assert [t.user_attrs["warm_start_trial"] for t in told] == ["a", "b", "c", "d"]
+    wide = _study(_options(pretrained_tiny_path, warm_start=warm, scheduler="fifo",
+                           max_context_lr_ratio=4.0))
+    assert [t.user_attrs["warm_start_trial"] for t in wide.trials] == ["w", "a", "b", "c", "d"]
 
 
 def _study(options: SweepOptions):
