@@ -30,9 +30,10 @@ def test_library_checks_of_user_settings_raise_input_errors():
     from trainables.spec import FineTuneConfig
     from trainables.layer_lr import LayerLRConfig
 
-    for make in (lambda: LayerLRConfig(context_lr_ratio=2.0),
+    for make in (lambda: LayerLRConfig(context_lr_ratio=0.0),
                  lambda: FineTuneConfig(lmbda=0.0),
                  lambda: FineTuneSpace(max_epochs=2),
+                 lambda: FineTuneSpace(max_epochs=12, max_context_lr_ratio=0.5),
                  lambda: preset_points("grid", 12),
                  lambda: make_sampler("cmaes", 8, 0),
                  lambda: AdaptivePatience(patience=0)):
