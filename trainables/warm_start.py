@@ -57,11 +57,11 @@ class WarmStart:
         ratios above 1 warm-starting one that does not); the others are logged."""
         low, high = ratio_range
         inside = [t for t in self.trials if low <= t["params"]["context_lr_ratio"] <= high]
-        for trial in self.trials:
-            if trial not in inside:
-                log.info("warm start: trial %s's context-LR ratio %.3g lies outside this "
-                         "sweep's [%g, %g]: left out", trial["trial_id"],
-                         trial["params"]["context_lr_ratio"], low, high)
+        outside = [t["params"]["context_lr_ratio"] for t in self.trials if t not in inside]
+        if outside:
+            log.info("warm start: %d earlier trial(s) left out: their context-LR ratios (up to "
+                     "%.3g) lie outside this sweep's [%g, %g]", len(outside), max(outside),
+                     low, high)
         return inside
 
     def best_configs(self, count: int, epochs: int,

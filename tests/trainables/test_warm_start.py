@@ -73,7 +73,8 @@ def test_trials_outside_the_new_ratio_range_are_left_out(caplog, pretrained_tiny
     with caplog.at_level(logging.INFO, logger="trainables.warm_start"):
         narrow = warm.best_configs(2, 12, CONTEXT_LR_RANGE)
     assert [c["context_lr_ratio"] for c in narrow] == [0.3, 0.1]
-    assert "trial w's context-LR ratio 2.5 lies outside this sweep's [0.01, 1]" in caplog.text
+    assert ("1 earlier trial(s) left out: their context-LR ratios (up to 2.5) lie outside "
+            "this sweep's [0.01, 1]") in caplog.text
     assert warm.best_configs(1, 12, (0.01, 4.0))[0]["context_lr_ratio"] == 2.5
     # The same task: told to the sampler, but not a point outside its space (Optuna refuses).
     told = [t for t in _study(_options(pretrained_tiny_path, warm_start=warm)).trials
