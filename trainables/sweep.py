@@ -18,7 +18,8 @@ from typing import Any
 from hpcm_tune.errors import HpcmTuneError
 from hpcm_tune.files import atomic_write, is_uri, location
 from hpcm_tune.names import MARKER, SCALES, searched_knobs
-from hpcm_tune.tune_files import repair_torn_state
+from hpcm_tune.tune_files import (checkpoint_dirs, experiment_state_files, read_results,
+                                  repair_torn_state)
 from trainables.spec import TrialSpec
 from trainables.warm_start import WarmStart
 
@@ -303,6 +304,58 @@ def run_sweep(options: SweepOptions, callbacks: list | None = None, verbose: boo
         return tuner.fit()
 
 
+def repair_stale_checkpoints(experiment: Path) -> list[str]:
+    """Give every trial whose latest checkpoint is gone the checkpoints saved after it.
+
+    Tune deletes a checkpoint that is neither the best nor the latest as soon as a newer one
+    arrives, and saves the experiment state only later: a driver killed in between leaves a
+    state whose latest checkpoint no longer exists, and the restore of that trial fails until
+    the trial ends in ERROR. The newer checkpoints are on disk, with their epochs in
+    ``result.json``: they are registered as the killed driver had registered them, so the
+    trial continues from the newest. Returns the repaired trials' folder names.
+    """
+    from ray import cloudpickle
+
+    states = experiment_state_files(experiment)
+    if not states:
+        return []
+    data = json.loads(states[-1].read_text())
+    repaired = []
+    for entry in data["trial_data"]:
+        meta = json.loads(entry[1])
+        field = meta.get("checkpoint_manager") or {}
+        if field.get("_type") != "CLOUDPICKLE_FALLBACK":  # Tune's encoding of the manager
+            continue
+        manager = cloudpickle.loads(bytes.fromhex(field["value"]))
+        latest = manager._latest_checkpoint_result
+        if latest is None:
+            continue
+        stale = Path(latest.checkpoint.path)  # Tune's path; the folder is looked up here
+        trial_dir = experiment / stale.parent.name
+        if (trial_dir / stale.name).exists():
+            continue
+        logged = {row.get("checkpoint_dir_name"): row for row in read_results(trial_dir)}
+        newer = [d for d in checkpoint_dirs(trial_dir) if d.name > stale.name and d.name in logged]
+        if not newer:
+            continue
+        manager._checkpoint_results = [r for r in manager._checkpoint_results if (
+            trial_dir / Path(r.checkpoint.path).name).exists()]
+        for folder in newer:
+            checkpoint = type(latest.checkpoint)(path=str(stale.parent / folder.name),
+                                                 filesystem=latest.checkpoint.filesystem)
+            manager.register_checkpoint(type(latest)(checkpoint=checkpoint,
+                                                     metrics=logged[folder.name]))
+        field["value"] = cloudpickle.dumps(manager).hex()
+        entry[1] = json.dumps(meta)
+        repaired.append(trial_dir.name)
+        log.warning("%s: its latest checkpoint %s was deleted after the interrupted driver's "
+                    "last save; it continues from %s", trial_dir.name, stale.name,
+                    newer[-1].name)
+    if repaired:
+        atomic_write(states[-1], json.dumps(data).encode())
+    return repaired
+
+
 def resume_sweep(path: str, retry_errored: bool = False, verbose: bool = False):
     """Continue an interrupted sweep from its folder (Tuner.restore)."""
     from ray import tune
@@ -314,6 +367,7 @@ def resume_sweep(path: str, retry_errored: bool = False, verbose: bool = False):
         raise SweepError(f"{path} holds no Tune experiment state to resume from")
     if not is_uri(path):
         repair_torn_state(Path(path), options.name)
+        repair_stale_checkpoints(Path(path))
     log.warning("resuming unpickles the experiment state in %s: only resume folders "
                 "you created yourself", path)
     check_resources(options)

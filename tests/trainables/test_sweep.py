@@ -420,3 +420,46 @@ def test_ratios_above_1_with_asha_are_warned_about(ratio, scheduler, warned, cap
         _optuna_search(options)
     assert ("context-LR ratios above 1 with ASHA: its first rung ranks the trials after 3 "
             "epochs" in caplog.text) is warned
+
+
+def test_a_latest_checkpoint_deleted_after_the_last_state_save_is_repaired(reference, tmp_path):
+    """Tune deletes a checkpoint that is neither the best nor the latest when a newer one
+    arrives, and saves its state later: a driver killed in between leaves a state whose latest
+    checkpoint is gone (seen once in CI: the trial's restore failed three times). The repair
+    registers the newer checkpoints on disk, as the killed driver had."""
+    from ray import cloudpickle
+
+    from hpcm_tune.tune_files import checkpoint_dirs, experiment_state_files, read_results
+    from trainables.sweep import repair_stale_checkpoints
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(reference[0].path, copy)
+    state_file = experiment_state_files(copy)[-1]
+    data = json.loads(state_file.read_text())
+    meta = json.loads(data["trial_data"][0][1])
+    manager = cloudpickle.loads(bytes.fromhex(meta["checkpoint_manager"]["value"]))
+    final = manager._latest_checkpoint_result
+    trial_dir = copy / Path(final.checkpoint.path).parent.name
+    # The state as the killed driver saved it: its latest checkpoint, an earlier epoch's, is
+    # gone from the disk; the trial's newest checkpoint was saved after that state.
+    rows = {row["checkpoint_dir_name"]: row for row in read_results(trial_dir)}
+    kept = {d.name for d in checkpoint_dirs(trial_dir)}
+    gone = min(name for name in rows if name and name not in kept)
+    stale = type(final)(checkpoint=type(final.checkpoint)(
+        path=str(Path(final.checkpoint.path).parent / gone),
+        filesystem=final.checkpoint.filesystem), metrics=rows[gone])
+    manager._latest_checkpoint_result = stale
+    manager._checkpoint_results.append(stale)
+    meta["checkpoint_manager"]["value"] = cloudpickle.dumps(manager).hex()
+    data["trial_data"][0][1] = json.dumps(meta)
+    state_file.write_text(json.dumps(data))
+
+    assert repair_stale_checkpoints(copy) == [trial_dir.name]
+    meta = json.loads(json.loads(state_file.read_text())["trial_data"][0][1])
+    repaired = cloudpickle.loads(bytes.fromhex(meta["checkpoint_manager"]["value"]))
+    latest = repaired._latest_checkpoint_result
+    assert Path(latest.checkpoint.path).name == checkpoint_dirs(trial_dir)[-1].name
+    assert latest.metrics["training_iteration"] == final.metrics["training_iteration"]
+    assert all((trial_dir / Path(r.checkpoint.path).name).is_dir()
+               for r in repaired._checkpoint_results)
+    assert repair_stale_checkpoints(copy) == []  # nothing left to repair
