@@ -113,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "multivariate TPE with constant liar)")
     g.add_argument("--scheduler", default="asha", choices=SCHEDULERS,
                    help="asha: cull trials behind their peers at rungs of 1/9, 1/3 of --epochs "
-                   "(the per-scale stopper ends the leaders); fifo: no culling")
+                   "(the per-scale stopper ends the leaders); hyperband: asynchronous "
+                   "Hyperband, ASHA's brackets: some trials are first ranked at 1/3 of "
+                   "--epochs or never (a hedge for slow starters, for more compute); fifo: "
+                   "no culling")
     g.add_argument("--num-samples", type=int, default=8, help="number of trials")
     g.add_argument("--optuna-storage", help="persist the study, e.g. sqlite:///study.db")
     g.add_argument("--warm-start", metavar="SWEEP",

@@ -17,7 +17,8 @@ it. Only the search differs:
 - random+fifo, tpe+fifo: Optuna's random sampler / our TPE, every trial at full budget;
 - tpe+stopper: TPE, the per-scale stopper ends converged trials;
 - tpe+asha: TPE, ASHA culls trials behind at a rung (the CLI's default);
-- tpe+asha+stopper: TPE, ASHA and the per-scale stopper (``--stopper budget``).
+- tpe+asha+stopper: TPE, ASHA and the per-scale stopper (``--stopper budget``);
+- tpe+hyperband: TPE, asynchronous Hyperband (ASHA's brackets, ``--scheduler hyperband``).
 
 Reference per seed: the best validation loss any method found. Per method and seed: the
 trial-epochs (and device-hours) spent, in the order the epochs were reported, until the
@@ -68,6 +69,7 @@ METHODS: dict[str, tuple[str, str, bool, str]] = {
     "tpe+stopper": ("tpe", "fifo", True, "optuna"),
     "tpe+asha": ("tpe", "asha", False, "optuna"),
     "tpe+asha+stopper": ("tpe", "asha", True, "optuna"),
+    "tpe+hyperband": ("tpe", "hyperband", False, "optuna"),
 }
 KNOBS = searched_knobs(wide=False)  # what the benchmark's sweeps search
 DEFAULT_METHOD = "tpe+asha"  # the CLI's default: --sampler tpe --scheduler asha, no stopper
@@ -125,7 +127,7 @@ def experiment(run: dict, method: str, epochs: int):
             and min(c) == trial["best_loss"] and t not in {row["trial_id"] for row in rows})
         curve = curves[trial_id]
         ended = ("max epochs" if len(curve) == epochs else CULLED
-                 if METHODS[method][1] == "asha" else ALL_STOPPED)
+                 if METHODS[method][1] != "fifo" else ALL_STOPPED)
         rows.append({"trial_id": trial_id, "best_loss": min(curve),
                      "best_epoch": curve.index(min(curve)), "stop_reason": ended,
                      "family": trial["config"]["freeze_strategy"], **trial["config"]})

@@ -1,5 +1,9 @@
 """The scheduler choice: FIFO, or ASHA on the trial's own epoch counter that lets leaders run."""
 
+import math
+import random
+from collections import Counter
+
 import pytest
 
 from stoppers.scheduler import TIME_ATTR, ResumableASHA, asha_grace_period, make_scheduler
@@ -16,7 +20,60 @@ def test_asha_rungs_follow_the_epoch_budget(epochs, milestones):
     asha = make_scheduler("asha", epochs)
     assert isinstance(asha, ResumableASHA)
     assert asha._time_attr == TIME_ATTR == "trained_epochs"  # never training_iteration
-    assert sorted(asha.rungs) == milestones
+    assert sorted(asha.bracket_rungs(0)) == milestones
     assert milestones[0] == asha_grace_period(epochs)
     # Leaders run past the last rung until the per-scale stopper (or the budget) ends them.
     assert all(not bracket._stop_last_trials for bracket in asha._brackets)
+
+
+@pytest.mark.parametrize("epochs, first_rungs", [
+    (12, [3, 9, None]), (60, [7, 21, None]), (3, [3, None]), (1, [1, None])])
+def test_hyperband_has_a_bracket_per_first_rung_and_one_without_rungs(epochs, first_rungs):
+    hyperband = make_scheduler("hyperband", epochs)
+    assert isinstance(hyperband, ResumableASHA) and hyperband._time_attr == TIME_ATTR
+    firsts = [min(hyperband.bracket_rungs(i), default=None)
+              for i in range(len(hyperband._brackets))]
+    assert firsts == first_rungs
+    asha = make_scheduler("asha", epochs)
+    assert sorted(hyperband.bracket_rungs(0)) == sorted(asha.bracket_rungs(0))
+    assert all(not bracket._stop_last_trials for bracket in hyperband._brackets)
+
+
+def test_a_trials_bracket_follows_its_knobs_and_seed_with_rays_weights():
+    hyperband = make_scheduler("hyperband", 12)
+    config = {"context_lr_ratio": 0.3, "freeze_strategy": "none", "seed": 0, "lmbda": 0.01}
+    # The same knobs and seed: the same bracket, whatever else the config holds.
+    assert hyperband.bracket_of(config) == hyperband.bracket_of(dict(config, lmbda=0.02))
+    rng = random.Random(0)
+    configs = [{"context_lr_ratio": rng.uniform(0.01, 1), "freeze_strategy": "none",
+                "seed": rng.randrange(3)} for _ in range(3000)]
+    counts = Counter(hyperband.bracket_of(c) for c in configs)
+    # Ray's softmax of the rung counts (2, 1, 0): e^0, e^-1, e^-2 normalised.
+    weights = [math.exp(-k) for k in range(3)]
+    for index, weight in enumerate(weights):
+        assert counts[index] / len(configs) == pytest.approx(weight / sum(weights), abs=0.03)
+    # ASHA's one bracket takes every trial.
+    assert {make_scheduler("asha", 12).bracket_of(c) for c in configs[:50]} == {0}
+
+
+def test_a_trial_joins_the_same_bracket_in_a_restarted_driver():
+    """Ray draws a trial's bracket from its global random state; a driver restarted by
+    ``resume`` must put every restored trial back where the killed one had put it."""
+    from ray.tune.experiment import Trial
+
+    configs = [{"context_lr_ratio": 0.01 * (k + 1), "freeze_strategy": "none", "seed": 0}
+               for k in range(30)]
+
+    def brackets_in_a_new_driver() -> list[int]:
+        hyperband = make_scheduler("hyperband", 12)
+        hyperband.set_search_properties("loss", "min")
+        trials = [Trial("hpcm", config=c, trial_id=f"t{k}", stub=True)
+                  for k, c in enumerate(configs)]
+        for trial in trials:
+            hyperband.on_trial_add(None, trial)
+        return [hyperband._brackets.index(hyperband._trial_info[t.trial_id]) for t in trials]
+
+    first = brackets_in_a_new_driver()
+    assert first == brackets_in_a_new_driver() == [
+        make_scheduler("hyperband", 12).bracket_of(c) for c in configs]
+    assert len(set(first)) == 3

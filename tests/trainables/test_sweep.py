@@ -215,18 +215,25 @@ def test_killed_driver_resumes_with_the_same_stop_epochs(
     assert stop_epochs(options.path) == _stop_epochs(expected)
 
 
-# One trial at a time, so that ASHA's decisions do not depend on which of two trials reaches
-# a rung first; all four trials are preset points, so no sampler randomness either.
-ASHA = dict(scheduler="asha", preset="seed-ablation", num_samples=4, max_concurrent=1)
+# One trial at a time, so that the scheduler's decisions do not depend on which of two trials
+# reaches a rung first; all four trials are preset points, so no sampler randomness either.
+ONE_AT_A_TIME = dict(preset="seed-ablation", num_samples=4, max_concurrent=1)
 
 
-def test_killed_driver_resume_with_asha_keeps_its_rungs(cluster, tmp_path, photo_dirs,
-                                                        pretrained_tiny_path):
+# Hyperband at seed 2: the four preset points fall in both of its brackets at this budget
+# (asserted below), so the rungs are rebuilt bracket by bracket.
+@pytest.mark.parametrize("scheduler, seed", [("asha", 0), ("hyperband", 2)])
+def test_killed_driver_resume_with_a_scheduler_keeps_its_rungs(
+        cluster, tmp_path, photo_dirs, pretrained_tiny_path, scheduler, seed):
     from ray.tune import ExperimentAnalysis
 
+    from stoppers.scheduler import make_scheduler
+
     expected = _stop_epochs(run_sweep(_options(
-        tmp_path / "reference", photo_dirs, pretrained_tiny_path, "asha-reference", **ASHA)))
-    options = _options(tmp_path, photo_dirs, pretrained_tiny_path, "asha-killed", **ASHA)
+        tmp_path / "reference", photo_dirs, pretrained_tiny_path, "asha-reference",
+        scheduler=scheduler, seed=seed, **ONE_AT_A_TIME)))
+    options = _options(tmp_path, photo_dirs, pretrained_tiny_path, "asha-killed",
+                       scheduler=scheduler, seed=seed, **ONE_AT_A_TIME)
     # Killed at the third trial's first report: the first two have finished.
     kill_sweep(cluster.address, options, KillDriverOnce(trial_number=3, trained_epochs=1,
                                                         marker=tmp_path / "killed"))
@@ -241,6 +248,8 @@ def test_killed_driver_resume_with_asha_keeps_its_rungs(cluster, tmp_path, photo
     for trial in analysis.trials:
         epochs = sorted(set(analysis.trial_dataframes[trial.trial_id]["epoch"]))
         assert epochs == list(range(len(epochs)))  # every epoch trained, once or replayed
+    brackets = {make_scheduler(scheduler, EPOCHS).bracket_of(t.config) for t in analysis.trials}
+    assert len(brackets) == (2 if scheduler == "hyperband" else 1)
     # Every trial ends where it ended without the kill: culled at the same rungs, or stopped
     # by the per-scale stopper at the same epoch.
     assert stop_epochs(options.path) == expected
