@@ -4,7 +4,8 @@ Ray Tune's own output (its status table with every reported column, each trial's
 config, the workers' logs) runs to about a thousand lines for the 8-trial demo. By default
 ``run`` and ``resume`` print this instead (``--verbose`` restores Tune's output):
 
-* one line when a trial starts: its searched knobs;
+* one line when a trial starts: its searched knobs (and, with Hyperband, when its bracket
+  first ranks it);
 * one line every ``every``-th epoch: s1 / s2 / s3, the loss, the best loss and the scales
   that have stopped. ``every`` keeps the whole sweep at about :data:`EPOCH_LINES` such lines:
   ``ceil(trials x epochs / EPOCH_LINES)`` (8 trials x 12 epochs: every 2nd epoch; 16 x 12:
@@ -103,15 +104,18 @@ class ConsoleReporter(Callback):
         trials: the number of trials; Tune's ``total_num_samples`` wins when it knows it.
         every: print every n-th epoch; default: :func:`every_nth_epoch`.
         knobs: config keys to show at a trial's start (those present).
+        scheduler: the sweep's scheduler (``hpcm_tune.names.SCHEDULERS``).
         stream: where to print (default: ``sys.stdout`` at the time of printing).
     """
 
     def __init__(self, epochs: int, trials: int | None = None, every: int | None = None,
-                 knobs: tuple[str, ...] = SEARCHED_KNOBS, stream: IO[str] | None = None) -> None:
+                 knobs: tuple[str, ...] = SEARCHED_KNOBS, scheduler: str = "fifo",
+                 stream: IO[str] | None = None) -> None:
         self.epochs = epochs
         self.trials = trials
         self.fixed_every = every
         self.knobs = tuple(knobs)
+        self.scheduler = scheduler
         self.stream = stream
         self._started: set[str] = set()
         self._ended: set[str] = set()
@@ -186,7 +190,19 @@ class ConsoleReporter(Callback):
         self._started.add(trial.trial_id)
         config = trial.config or {}
         knobs = "  ".join(f"{k}={_number(config[k])}" for k in self.knobs if k in config)
-        self._print(f"{self._prefix(trial)} start  {knobs}".rstrip())
+        self._print(f"{self._prefix(trial)} start  {knobs}{self._bracket(trial)}".rstrip())
+
+    def _bracket(self, trial) -> str:
+        """With Hyperband, when the trial's bracket first ranks it: why a trial behind its
+        peers may run on."""
+        if self.scheduler != "hyperband":
+            return ""
+        from stoppers.scheduler import make_scheduler
+
+        hyperband = make_scheduler("hyperband", self._epochs_of(trial))
+        rungs = hyperband.bracket_rungs(hyperband.bracket_of(trial.config or {}))
+        return (f"  (Hyperband: first ranked after {min(rungs)} epochs)" if rungs
+                else "  (Hyperband: never culled)")
 
     def _epochs_of(self, trial) -> int:
         return int((trial.config or {}).get("epochs", self.epochs))
@@ -266,7 +282,8 @@ def with_console(options, callbacks: list | None, verbose: bool) -> list:
     fixed = options.fixed_config is not None
     trials = len(options.lambdas or [None]) if fixed else options.num_samples
     knobs = options.searched + (("lmbda",) if options.lambdas else ())
-    return [ConsoleReporter(epochs=options.epochs, trials=trials, knobs=knobs), *callbacks]
+    return [ConsoleReporter(epochs=options.epochs, trials=trials, knobs=knobs,
+                            scheduler=options.scheduler), *callbacks]
 
 
 def tune_verbosity(verbose: bool):

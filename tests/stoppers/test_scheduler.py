@@ -1,4 +1,5 @@
-"""The scheduler choice: FIFO, or ASHA on the trial's own epoch counter that lets leaders run."""
+"""The scheduler choice: FIFO, or ASHA (one bracket, or all of them: asynchronous Hyperband) on
+the trial's own epoch counter that lets leaders run."""
 
 import math
 import random

@@ -197,7 +197,7 @@ def test_with_console_adds_the_reporter_unless_verbose():
     other = object()
     quiet = with_console(options, [other], verbose=False)
     assert isinstance(quiet[0], ConsoleReporter) and quiet[1:] == [other]
-    assert quiet[0].trials == 16 and quiet[0].every == 3
+    assert quiet[0].trials == 16 and quiet[0].every == 3 and quiet[0].scheduler == "asha"
     assert "base_lr" not in quiet[0].knobs  # searched only with --wide-space
     wide = SweepOptions(name="x", storage_path="/tmp", epochs=12, wide_space=True)
     assert "base_lr" in with_console(wide, None, verbose=False)[0].knobs
@@ -206,3 +206,23 @@ def test_with_console_adds_the_reporter_unless_verbose():
                          fixed_config={"context_lr_ratio": 0.1}, lambdas=[0.01, 0.02, 0.05])
     reporter = with_console(curve, None, verbose=False)[0]
     assert reporter.trials == 3 and "lmbda" in reporter.knobs
+
+
+def test_with_hyperband_a_trial_start_says_when_its_bracket_first_ranks_it():
+    from stoppers.scheduler import make_scheduler
+
+    hyperband = make_scheduler("hyperband", 12)
+    configs = [{"context_lr_ratio": 0.01 * (k + 1), "freeze_strategy": "none", "seed": 0}
+               for k in range(30)]
+    # One config of each bracket: first rung after 3 epochs, after 9, none.
+    picked = [next(c for c in configs if hyperband.bracket_of(c) == i) for i in range(3)]
+    for scheduler, notes in (("hyperband", ["  (Hyperband: first ranked after 3 epochs)",
+                                            "  (Hyperband: first ranked after 9 epochs)",
+                                            "  (Hyperband: never culled)"]),
+                             ("asha", ["", "", ""])):
+        reporter = ConsoleReporter(epochs=12, scheduler=scheduler, stream=io.StringIO())
+        for k, config in enumerate(picked):
+            trial = SimpleNamespace(trial_id=f"t{k}", config=config)
+            reporter.on_trial_start(0, [trial], trial)
+        lines = reporter.stream.getvalue().splitlines()
+        assert [line.split("freeze_strategy=none")[1] for line in lines] == notes

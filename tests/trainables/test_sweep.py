@@ -230,9 +230,9 @@ def test_killed_driver_resume_with_a_scheduler_keeps_its_rungs(
     from stoppers.scheduler import make_scheduler
 
     expected = _stop_epochs(run_sweep(_options(
-        tmp_path / "reference", photo_dirs, pretrained_tiny_path, "asha-reference",
+        tmp_path / "reference", photo_dirs, pretrained_tiny_path, f"{scheduler}-reference",
         scheduler=scheduler, seed=seed, **ONE_AT_A_TIME)))
-    options = _options(tmp_path, photo_dirs, pretrained_tiny_path, "asha-killed",
+    options = _options(tmp_path, photo_dirs, pretrained_tiny_path, f"{scheduler}-killed",
                        scheduler=scheduler, seed=seed, **ONE_AT_A_TIME)
     # Killed at the third trial's first report: the first two have finished.
     kill_sweep(cluster.address, options, KillDriverOnce(trial_number=3, trained_epochs=1,
