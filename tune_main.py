@@ -406,6 +406,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"experiment {target} already exists: choose another --name, "
                          "`resume` it, or pass --overwrite")
     fixed_config, lambdas = _fixed_config(args)
+    if fixed_config is not None and args.scheduler != "fifo":
+        log.info("--config runs no search, so no scheduler culls its trials (a scheduler would "
+                 "rank losses of different lambdas against each other): --scheduler %s "
+                 "not used", args.scheduler)
+        args.scheduler = "fifo"
     if fixed_config is None:
         _check_search(args)
     elif args.warm_start:

@@ -231,6 +231,9 @@ def build_tuner(options: SweepOptions, callbacks: list | None = None, verbose: b
     from trainables.console import tune_verbosity, with_console
 
     if options.fixed_config is not None:
+        if options.scheduler != "fifo":  # its trials' losses at different lambdas differ in scale
+            raise SweepError(f"a fixed config runs no search: use scheduler 'fifo', not "
+                             f"{options.scheduler!r}")
         searcher, num_samples = None, 1  # one trial, or one per lambda of the grid
     else:
         searcher, num_samples = searcher or _optuna_search(options), options.num_samples

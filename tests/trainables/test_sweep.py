@@ -279,6 +279,45 @@ def test_fixed_config_at_several_lambdas_is_one_trial_per_lambda(
         assert row["best_loss"] == result.metrics_dataframe["loss"].min()
 
 
+def test_a_fixed_config_at_several_lambdas_runs_every_lambda_to_its_budget(
+        cluster, tmp_path, photo_dirs, pretrained_tiny_path):
+    """A rate-distortion curve (``--config --lambdas``) has nothing to rank, and its losses at
+    different lambdas are on different scales: the default ASHA would cull the higher
+    lambda's trial at its first rung (one trial at a time, the lower lambda first)."""
+    from trainables.sweep import read_marker
+
+    config = tmp_path / "best.json"
+    config.write_text('{"context_lr_ratio": 0.2, "freeze_strategy": "entropy"}')
+    storage = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tune_main.py"), "run", "--address", cluster.address,
+         "--checkpoint", str(pretrained_tiny_path), "--lmbda", "0.0483",
+         "--train-dir", str(photo_dirs / "train"), "--val-dir", str(photo_dirs / "val"),
+         "--batch-size", "4", "--crops-per-image", "1", "--epochs", "4",
+         "--config", str(config), "--lambdas", "0.01,0.05", "--max-concurrent", "1",
+         "--gpus-per-trial", "0.5", "--storage-path", str(storage), "--name", "curve"],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--config runs no search, so no scheduler culls its trials" in proc.stderr
+    assert read_marker(str(storage / "curve")).scheduler == "fifo"
+    rows = [json.loads(line) for trial in (storage / "curve").glob("trial_*")
+            for line in (trial / "result.json").read_text().splitlines()]
+    assert sorted({r["config"]["lmbda"] for r in rows}) == [0.01, 0.05]
+    for lmbda in (0.01, 0.05):
+        assert max(r["epoch"] for r in rows if r["config"]["lmbda"] == lmbda) == 3  # all 4
+
+
+def test_a_fixed_config_with_a_culling_scheduler_is_refused(tmp_path):
+    from trainables.sweep import SweepError, build_tuner
+
+    options = SweepOptions(name="curve", storage_path=str(tmp_path), epochs=4,
+                           fixed_config={"context_lr_ratio": 0.2}, lambdas=[0.01, 0.05],
+                           scheduler="asha")
+    with pytest.raises(SweepError, match="a fixed config runs no search: use scheduler 'fifo'"):
+        build_tuner(options)
+
+
 def test_a_sweep_warm_started_from_the_same_task_tells_its_trials_and_runs_new_ones(
         reference, tmp_path, photo_dirs, pretrained_tiny_path):
     from trainables.sweep import read_marker
