@@ -99,5 +99,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"winner {winner['trial_id']}: best loss {winner['best_loss']:.4f} at epoch "
               f"{winner['best_epoch']}, config {winner['config']}")
         print(lead_summary(winner))
+    elif len(exp.lambdas) > 1:  # a rate-distortion curve: nothing to crown
+        for _, row in exp.per_lambda().iterrows():
+            print(f"lambda {row['lmbda']:g} ({row['trial_id']}): best loss "
+                  f"{row['best_loss']:.4f} at epoch {row['best_epoch']}, bpp {row['bpp']:.4f}, "
+                  f"PSNR {row['psnr']:.2f} dB")
     print(f"report: {result['out'] / 'report.html'} (and report.md, CSV, Parquet, PNG)")
     return 0

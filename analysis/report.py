@@ -162,9 +162,11 @@ def _figures(figs: Figures, *keys: str) -> list[Block]:
 def _overview(exp: Experiment) -> list[Block]:
     o = exp.options
     trial = o.get("trial", {})
+    lambdas = (", ".join(f"{v:g}" for v in exp.lambdas) if len(exp.lambdas) > 1
+               else trial.get("lmbda", "n/a"))
     text = (f"Experiment `{exp.path}`: {len(exp.trials)} trials, epoch budget "
             f"{o.get('epochs', 'n/a')} per trial, preset `{o.get('preset', 'n/a')}`, model "
-            f"`{trial.get('model', 'n/a')}`, lambda {trial.get('lmbda', 'n/a')}.")
+            f"`{trial.get('model', 'n/a')}`, lambda{'s' * (len(exp.lambdas) > 1)} {lambdas}.")
     if o.get("max_context_lr_ratio", 1.0) > 1:
         text += f" Context-LR ratios searched up to {o['max_context_lr_ratio']:g}."
     warm = o.get("warm_start")
@@ -178,6 +180,8 @@ def _overview(exp: Experiment) -> list[Block]:
 
 
 def _winner_section(exp: Experiment, winner: dict | None) -> list[Block]:
+    if len(exp.lambdas) > 1:
+        return _per_lambda_section(exp)
     b: list[Block] = [("h2", "Winning config")]
     if winner is None:
         return b + [("p", "No trial finished with a loss.")]
@@ -195,6 +199,19 @@ def _winner_section(exp: Experiment, winner: dict | None) -> list[Block]:
         ("p", f"How sure: {confidence(winner)} {standing(winner)} "
               f"{winner['trials_finished']} trials finished; the best trial of each freeze "
               f"strategy: {families}.")]
+
+
+def _per_lambda_section(exp: Experiment) -> list[Block]:
+    """A rate-distortion curve (``run --config --lambdas``) has no winner: a loss weighs
+    distortion by its lambda, so losses at different lambdas do not compare."""
+    return [("h2", "Rate-distortion points"),
+            ("p", f"The trials trained at {len(exp.lambdas)} lambdas: their losses weigh "
+                  "distortion differently and are not compared, so no winner is named. Each "
+                  "lambda's best epoch (estimated rate); `tune_main.py evaluate` on the "
+                  "trials' checkpoints codes real bitstreams and gives BD-rates against "
+                  "codecs."),
+            ("table", exp.per_lambda().assign(lmbda=lambda t: t["lmbda"].map("{:g}".format)),
+             {"best_loss": 4, "bpp": 4, "psnr": 2})]
 
 
 def _trials_section(exp: Experiment, winner: dict | None) -> list[Block]:

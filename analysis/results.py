@@ -75,13 +75,30 @@ class Experiment:
         ok = t["best_loss"].notna() & (t["stop_reason"] != "error")
         return t[ok].sort_values("best_loss", kind="stable")
 
+    @property
+    def lambdas(self) -> list[float]:
+        """The rate-distortion lambdas the trials trained at (several: ``run --config
+        --lambdas``, a rate-distortion curve)."""
+        if "lmbda" not in self.trials:
+            return []
+        return sorted({float(v) for v in self.trials["lmbda"] if _present(v)})
+
+    def per_lambda(self) -> "pd.DataFrame":
+        """The finished trials by lambda: best loss, its epoch, bpp and PSNR there."""
+        cols = ["lmbda", "trial_id", "best_loss", "best_epoch", "bpp", "psnr", "epochs_run",
+                "stop_reason"]
+        done = self.finished().sort_values("lmbda", kind="stable")
+        return done[[c for c in cols if c in done]]
+
     def winner(self) -> dict[str, Any] | None:
-        """The best trial and how far ahead it is (None if none finished): of the runner-up,
-        of the best clearly different config (``best_other``), of every other trial
-        (``versus``) and of the original report's recommended config (``recommended``, None
-        if it did not run or won: ``is_recommended``); read them with :func:`lead_reading`."""
+        """The best trial and how far ahead it is: of the runner-up, of the best clearly
+        different config (``best_other``), of every other trial (``versus``) and of the
+        original report's recommended config (``recommended``, None if it did not run or
+        won: ``is_recommended``); read them with :func:`lead_reading`. None if no trial
+        finished, or if the trials trained at several lambdas: their losses weigh distortion
+        differently, so the lowest lambda's would always "win" (see :meth:`per_lambda`)."""
         done = self.finished()
-        if done.empty:
+        if done.empty or len(self.lambdas) > 1:
             return None
         best = done.iloc[0]
         out: dict[str, Any] = {

@@ -403,7 +403,8 @@ def summarize(results, options: SweepOptions) -> dict[str, Any]:
                       and r.metrics["epoch"] + 1 < options.epochs),
         "path": options.path,
     }
-    if summary["trials"] > summary["errors"]:
+    # Losses at different lambdas weigh distortion differently: a curve has no best trial.
+    if summary["trials"] > summary["errors"] and len(options.lambdas or []) < 2:
         best = results.get_best_result(metric=METRIC, mode=MODE)
         summary["best_loss"] = best.metrics[METRIC]
         summary["best_config"] = {k: v for k, v in best.config.items() if k in options.searched}

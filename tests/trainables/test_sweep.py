@@ -279,11 +279,13 @@ def test_fixed_config_at_several_lambdas_is_one_trial_per_lambda(
         assert row["best_loss"] == result.metrics_dataframe["loss"].min()
 
 
-def test_a_fixed_config_at_several_lambdas_runs_every_lambda_to_its_budget(
-        cluster, tmp_path, photo_dirs, pretrained_tiny_path):
+def test_a_rate_distortion_curve_runs_every_lambda_to_its_budget_and_crowns_none(
+        cluster, tmp_path, photo_dirs, pretrained_tiny_path, capsys):
     """A rate-distortion curve (``--config --lambdas``) has nothing to rank, and its losses at
     different lambdas are on different scales: the default ASHA would cull the higher
-    lambda's trial at its first rung (one trial at a time, the lower lambda first)."""
+    lambda's trial at its first rung (one trial at a time, the lower lambda first), and a
+    "best" trial would always be the lowest lambda's."""
+    import tune_main
     from trainables.sweep import read_marker
 
     config = tmp_path / "best.json"
@@ -306,6 +308,17 @@ def test_a_fixed_config_at_several_lambdas_runs_every_lambda_to_its_budget(
     assert sorted({r["config"]["lmbda"] for r in rows}) == [0.01, 0.05]
     for lmbda in (0.01, 0.05):
         assert max(r["epoch"] for r in rows if r["config"]["lmbda"] == lmbda) == 3  # all 4
+    assert "best loss:" not in proc.stdout and "lambda 0.05 " in proc.stdout
+    # analyze: a line and a table row per lambda, no winner, no best_config.json.
+    assert tune_main.main(["analyze", str(storage / "curve")]) == 0
+    printed = capsys.readouterr().out
+    assert "winner" not in printed and "lead:" not in printed
+    assert [line.split(" (")[0] for line in printed.splitlines()
+            if line.startswith("lambda ")] == ["lambda 0.01", "lambda 0.05"]
+    report = (storage / "curve" / "analysis" / "report.md").read_text()
+    assert "## Rate-distortion points" in report and "## Winning config" not in report
+    assert "lambdas 0.01, 0.05." in report
+    assert not (storage / "curve" / "analysis" / "best_config.json").exists()
 
 
 def test_a_fixed_config_with_a_culling_scheduler_is_refused(tmp_path):
