@@ -4,6 +4,7 @@
   python tune_main.py                      # the embedded demo sweep (tiny model, bundled photos)
   python tune_main.py run [options]        # a sweep
   python tune_main.py resume PATH          # continue an interrupted sweep
+  python tune_main.py confirm PATH         # a sweep's top configs again at new seeds
   python tune_main.py finetune [options]   # one fine-tune without Ray, for debugging
   python tune_main.py inspect-model --model base
   python tune_main.py analyze PATH         # tables, plots and report.html of a sweep
@@ -33,7 +34,7 @@ from hpcm_tune.names import (FREEZE_STRATEGIES, SAMPLERS, SCHEDULERS, SEARCH_PRE
 if TYPE_CHECKING:
     from trainables.spec import TrialSpec
 
-COMMANDS = ("run", "resume", "finetune", "inspect-model", "evaluate", "analyze")
+COMMANDS = ("run", "resume", "confirm", "finetune", "inspect-model", "evaluate", "analyze")
 log = logging.getLogger("hpcm-tune")
 
 
@@ -157,6 +158,27 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--address", help="join a running Ray cluster")
     resume.add_argument("--verbose", action="store_true",
                         help="Ray Tune's own console output instead of a few lines per trial")
+
+    confirm = sub.add_parser(
+        "confirm", help="train a sweep's top configs again at new seeds",
+        description="Train the best configs of a finished sweep again at new training seeds "
+        "(same task and epoch budget, no culling) and compare them seed by seed: does the "
+        "winner's lead hold? Writes a new experiment next to the sweep; `analyze` reads it.")
+    confirm.add_argument("path", help="the sweep folder that `run` printed")
+    confirm.add_argument("--top", type=int, default=2,
+                         help="how many of the sweep's best configs (default 2: the winner "
+                         "and the runner-up)")
+    confirm.add_argument("--seeds", type=int, default=2,
+                         help="new training seeds per config (default 2; with the sweep's own "
+                         "result of each config that is 3 seeds)")
+    confirm.add_argument("--name", help="experiment name (default: <sweep name>-confirm)")
+    confirm.add_argument("--max-concurrent", type=int,
+                         help="default: the sweep's, else from the cluster's resources")
+    confirm.add_argument("--address", help="join a running Ray cluster")
+    confirm.add_argument("--dashboard", action="store_true",
+                         help="start the Ray dashboard of the local cluster on 127.0.0.1:8265")
+    confirm.add_argument("--verbose", action="store_true",
+                         help="Ray Tune's own console output instead of a few lines per trial")
 
     ft = sub.add_parser("finetune", help="one fine-tune without Ray (same code path)")
     _model_args(ft)
@@ -509,6 +531,49 @@ def cmd_resume(args: argparse.Namespace) -> int:
                   verbose=args.verbose)
 
 
+def cmd_confirm(args: argparse.Namespace) -> int:
+    path = location(args.path)
+    if is_uri(path):
+        raise UsageError(f"{args.path}: confirm reads a local sweep folder; copy the sweep from "
+                         "remote storage first")
+    if not Path(path).is_dir():
+        raise UsageError(f"{args.path} does not exist; give the sweep folder that "
+                         "`tune_main.py run` printed")
+    for flag, value in (("--top", args.top), ("--seeds", args.seeds),
+                        ("--max-concurrent", args.max_concurrent or 1)):
+        if value < 1:
+            raise UsageError(f"{flag} must be 1 or more, got {value}")
+    from analysis.confirmation import pick_candidates
+    from analysis.results import load_experiment
+    from trainables.confirm import confirmation_options
+    from trainables.sweep import join_storage, read_marker, run_sweep
+
+    source = read_marker(path)
+    candidates = pick_candidates(load_experiment(path), args.top)
+    storage = str(Path(path).resolve().parent)  # next to the sweep, wherever it was copied
+    name = args.name or f"{Path(path).resolve().name}-confirm"
+    target = join_storage(storage, name)
+    if Path(target).exists():
+        raise UsageError(f"experiment {target} already exists: choose another --name, or "
+                         "`resume` it")
+    for what, file in (("start checkpoint", source.trial.checkpoint),
+                       ("--train-dir", source.trial.train_dir),
+                       ("--val-dir", source.trial.val_dir)):
+        if file and not Path(file).exists():
+            raise UsageError(f"the sweep's {what} {file} does not exist here: confirm on the "
+                             "machine (or with the files) the sweep ran with")
+    options = confirmation_options(source, str(Path(path).resolve()), candidates, args.seeds,
+                                   name, storage, args.max_concurrent)
+    log.info("confirming %d config(s) of %s (trials %s) at seeds %s: %d trials of %d epochs",
+             len(candidates), source.name, ", ".join(c["trial_id"] for c in candidates),
+             options.confirm.seeds, options.num_samples, options.epochs)
+    address = cluster.cluster_address(args.address)
+    cluster.prepare(address)
+    return _sweep(address, args.dashboard,
+                  lambda: (run_sweep(options, verbose=args.verbose), options),
+                  verbose=args.verbose)
+
+
 def _sweep(address: str | None, dashboard: bool, fit, verbose: bool = False) -> int:
     """Run ``fit() -> (ResultGrid, SweepOptions)`` on Ray and print the summary; exit status
     1 when every trial errored. Unless ``verbose``, the workers' output stays in Ray's logs."""
@@ -524,6 +589,8 @@ def _sweep(address: str | None, dashboard: bool, fit, verbose: bool = False) -> 
         summary["worker_logs"] = cluster.worker_log_dir()
         if "best_config" in summary and options.fixed_config is None and not is_uri(options.path):
             summary["lead"] = _lead(options.path)
+        if options.confirm is not None and not is_uri(options.path):
+            summary["confirmation"] = _confirmation(options.path)
         _print_summary(summary, time.perf_counter() - start)
     finally:
         ray.shutdown()
@@ -587,6 +654,14 @@ def _lead(path: str) -> str | None:
     return lead_summary(winner) if winner else None
 
 
+def _confirmation(path: str) -> list[str]:
+    """A seed confirmation's verdicts, read from the experiment folder."""
+    from analysis.confirmation import compare, summary_lines
+    from analysis.results import load_experiment
+
+    return summary_lines(compare(load_experiment(path)))
+
+
 def _print_summary(summary: dict, wall_s: float) -> None:
     print("\n=== sweep finished in %.0f s ===" % wall_s)
     print(f"trials: {summary['trials']} ({summary['errors']} errored, "
@@ -600,6 +675,8 @@ def _print_summary(summary: dict, wall_s: float) -> None:
         print(f"best trial's per-scale best epochs: {summary['best_scale_epochs']}")
     if summary.get("lead"):
         print(summary["lead"])
+    for line in summary.get("confirmation", []):
+        print(line)
     for row in summary.get("per_lambda", []):
         print(f"lambda {row['lmbda']:<8g} best loss {row['best_loss']:.4f}  bpp {row['bpp']:.4f}  "
               f"PSNR {row['psnr']:.2f} dB  ({row['epochs']} epochs)")
@@ -608,6 +685,9 @@ def _print_summary(summary: dict, wall_s: float) -> None:
         print(f"worker logs: {summary['worker_logs']}/worker-*-<pid>.err (pid: in result.json)")
     print(f"analyse: python tune_main.py analyze {summary['path']}")
     print(f"resume:  python tune_main.py resume {summary['path']}")
+    if "best_config" in summary and summary.get("lead"):  # a search's winner
+        print(f"confirm: python tune_main.py confirm {summary['path']} (its top 2 configs at 2 "
+              "more seeds: does the lead hold?)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -616,7 +696,8 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    command = {"run": cmd_run, "resume": cmd_resume, "finetune": cmd_finetune,
+    command = {"run": cmd_run, "resume": cmd_resume, "confirm": cmd_confirm,
+               "finetune": cmd_finetune,
                "inspect-model": cmd_inspect_model, "evaluate": analysis_cli.cmd_evaluate,
                "analyze": analysis_cli.cmd_analyze}[args.command]
     try:

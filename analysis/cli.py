@@ -99,6 +99,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"winner {winner['trial_id']}: best loss {winner['best_loss']:.4f} at epoch "
               f"{winner['best_epoch']}, config {winner['config']}")
         print(lead_summary(winner))
+    elif exp.options.get("confirm"):  # judged over the seeds
+        from analysis.confirmation import compare, summary_lines
+
+        print("\n".join(summary_lines(compare(exp))))
     elif len(exp.lambdas) > 1:  # a rate-distortion curve: nothing to crown
         for _, row in exp.per_lambda().iterrows():
             print(f"lambda {row['lmbda']:g} ({row['trial_id']}): best loss "

@@ -60,9 +60,11 @@ def confidence(winner: dict) -> str:
     return text + {
         "tie": ("That is within what a different seed or validation crop can change: treat "
                 "the top configs as a tie and look at each freeze strategy's best and at the "
-                "importance."),
+                "importance, or compare them at other seeds with `tune_main.py confirm`."),
         "clear": "The winner is clearly ahead of the other configs of this sweep.",
-        "modest": "The lead is modest: confirm it with a second seed before relying on it.",
+        "modest": ("The lead is modest: confirm it at other seeds before relying on it "
+                   "(`tune_main.py confirm` trains the top configs again and says whether "
+                   "it holds)."),
     }[lead_reading(ru)]
 
 
@@ -86,11 +88,11 @@ def standing(winner: dict) -> str:
     rec = winner.get("recommended")
     if winner.get("is_recommended"):
         return text + (f"The winner is the original report's recommended config "
-                       f"({_config_words(RECOMMENDED)}).")
+                       f"({config_words(RECOMMENDED)}).")
     if rec is None:
         return text + "The original report's recommended config did not run in this sweep."
     return text + (
-        f"Against the original report's recommended config ({_config_words(RECOMMENDED)}, "
+        f"Against the original report's recommended config ({config_words(RECOMMENDED)}, "
         f"trial {rec['trial_id']}): {_gap(rec, winner, explain=False)}: " + {
             "clear": "the sweep found a clearly better config.",
             "modest": "the sweep's config is better, modestly.",
@@ -124,7 +126,8 @@ def lead_summary(winner: dict) -> str:
     return "lead: " + "; ".join(parts) if parts else "lead: no other trial finished"
 
 
-def _config_words(config: dict) -> str:
+def config_words(config: dict) -> str:
+    """A config in words: "context_lr_ratio 0.1, freeze_strategy entropy"."""
     return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
                      for k, v in config.items())
 
@@ -176,12 +179,19 @@ def _overview(exp: Experiment) -> list[Block]:
                     if not warm["differences"] else
                     f"another task ({'; '.join(warm['differences'])}), its best configs "
                     "run first."))
+    confirm = o.get("confirm")
+    if confirm:
+        text += (f" A seed confirmation of `{confirm['source']}`: its top "
+                 f"{len(confirm['candidates'])} configs at seeds "
+                 f"{', '.join(str(v) for v in confirm['seeds'])}.")
     return [("h1", f"Sweep report: {exp.path.name}"), ("p", text)]
 
 
 def _winner_section(exp: Experiment, winner: dict | None) -> list[Block]:
     if len(exp.lambdas) > 1:
         return _per_lambda_section(exp)
+    if exp.options.get("confirm"):
+        return _confirmation_section(exp)
     b: list[Block] = [("h2", "Winning config")]
     if winner is None:
         return b + [("p", "No trial finished with a loss.")]
@@ -214,9 +224,32 @@ def _per_lambda_section(exp: Experiment) -> list[Block]:
              {"best_loss": 4, "bpp": 4, "psnr": 2})]
 
 
+def _confirmation_section(exp: Experiment) -> list[Block]:
+    """A seed confirmation (``tune_main.py confirm``): each candidate's best loss per seed,
+    and the verdicts of :func:`analysis.confirmation.compare`."""
+    import pandas as pd
+
+    from analysis.confirmation import compare, summary_lines
+
+    result = compare(exp)
+    table = pd.DataFrame([{"trial_id": c["trial_id"], **c["config"],
+                           **{f"seed {s}": c["losses"].get(s, math.nan) for s in result["seeds"]},
+                           "mean": c["mean"], "sd": c["sd"]} for c in result["candidates"]])
+    digits = {col: 4 for col in table.columns if col.startswith("seed ") or col in ("mean", "sd")}
+    return [("h2", "Seed confirmation"),
+            ("p", f"The top {len(result['candidates'])} configs of `{result['source']}` (its "
+                  "trial ids) trained again at new seeds, each to its full budget; a sweep "
+                  "trial's own result is one more seed unless it was culled. A seed shifts "
+                  "every config alike, so the winner is compared seed by seed: its lead holds "
+                  "when it is ahead at every shared seed, is reversed when behind at every one, "
+                  "and is a tie otherwise."),
+            ("table", table, {**digits, "context_lr_ratio": 4}),
+            *[("p", line) for line in summary_lines(result)]]
+
+
 def _trials_section(exp: Experiment, winner: dict | None) -> list[Block]:
     cols = ["trial_id", "family", *[c for c in exp.searched if c != "freeze_strategy"],
-            "best_loss", "best_epoch", "behind_in_noise", "epochs_run", "stop_reason",
+            *(["seed"] if exp.options.get("confirm") else []), "best_loss", "best_epoch", "behind_in_noise", "epochs_run", "stop_reason",
             "device_hours"]
     # How far behind the winner each trial is, in the sweep's gap noise.
     behind = {v["trial_id"]: v["gap_in_noise"] for v in (winner or {}).get("versus", [])}
@@ -381,6 +414,17 @@ def _render_html(blocks: list[Block], title: str) -> str:
             + "\n</body></html>\n")
 
 
+def _confirmed_config(exp: Experiment) -> dict | None:
+    """A seed confirmation's config to use (the lowest mean over the common seeds)."""
+    if not exp.options.get("confirm"):
+        return None
+    from analysis.confirmation import compare
+
+    result = compare(exp)
+    return next((c["config"] for c in result["candidates"] if c["trial_id"] == result["best"]),
+                None)
+
+
 def write_report(experiment: str | Path, out: str | Path | None = None,
                  evaluation: str | Path | None = None) -> dict[str, Any]:
     """Loads the experiment and writes tables, plots, report.md and report.html into ``out``
@@ -404,8 +448,9 @@ def write_report(experiment: str | Path, out: str | Path | None = None,
     importance.to_csv(out / "parameter_importance.csv", index=False)
     files["parameter_importance.csv"] = out / "parameter_importance.csv"
     winner = exp.winner()
-    if winner is not None:
-        (out / "best_config.json").write_text(json.dumps(winner["config"], indent=2) + "\n")
+    best_config = winner["config"] if winner is not None else _confirmed_config(exp)
+    if best_config is not None:
+        (out / "best_config.json").write_text(json.dumps(best_config, indent=2) + "\n")
         files["best_config.json"] = out / "best_config.json"
 
     figs: Figures = {}

@@ -90,20 +90,27 @@ class Experiment:
         done = self.finished().sort_values("lmbda", kind="stable")
         return done[[c for c in cols if c in done]]
 
+    def config_of(self, trial: "pd.Series") -> dict[str, Any]:
+        """A trial's searched knobs, as plain Python values (those it has: the unfreeze
+        epochs only for progressive unfreezing)."""
+        return {k: _plain(trial[k], k) for k in self.searched if k in trial and _present(trial[k])}
+
     def winner(self) -> dict[str, Any] | None:
         """The best trial and how far ahead it is: of the runner-up, of the best clearly
         different config (``best_other``), of every other trial (``versus``) and of the
         original report's recommended config (``recommended``, None if it did not run or
         won: ``is_recommended``); read them with :func:`lead_reading`. None if no trial
         finished, or if the trials trained at several lambdas: their losses weigh distortion
-        differently, so the lowest lambda's would always "win" (see :meth:`per_lambda`)."""
+        differently, so the lowest lambda's would always "win" (see :meth:`per_lambda`); or
+        if the experiment is a seed confirmation, judged over its seeds
+        (:func:`analysis.confirmation.compare`)."""
         done = self.finished()
-        if done.empty or len(self.lambdas) > 1:
+        if done.empty or len(self.lambdas) > 1 or self.options.get("confirm"):
             return None
         best = done.iloc[0]
         out: dict[str, Any] = {
             "trial_id": best["trial_id"],
-            "config": {k: _plain(best[k], k) for k in self.searched if k in best and _present(best[k])},
+            "config": self.config_of(best),
             "best_loss": float(best["best_loss"]),
             "best_epoch": int(best["best_epoch"]),
             "trials_finished": len(done),
@@ -177,8 +184,7 @@ class Experiment:
         gap = float(other["best_loss"] - best["best_loss"])
         return {
             "trial_id": other["trial_id"],
-            "config": {k: _plain(other[k], k) for k in self.searched
-                       if k in other and _present(other[k])},
+            "config": self.config_of(other),
             "best_loss": float(other["best_loss"]),
             "gap": gap,
             "gap_pct": 100 * gap / abs(float(best["best_loss"])),

@@ -106,6 +106,22 @@ def test_bad_input_is_one_clear_line_and_exit_2(args, message, capsys, tmp_path,
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["confirm", "nowhere"], "nowhere does not exist; give the sweep folder"),
+    (["confirm", "."], "is not a hpcm-tune experiment"),
+    (["confirm", ".", "--top", "0"], "--top must be 1 or more, got 0"),
+    (["confirm", ".", "--seeds", "0"], "--seeds must be 1 or more, got 0"),
+    (["confirm", "s3://bucket/sweep"], "confirm reads a local sweep folder"),
+])
+def test_confirm_refuses_what_it_cannot_confirm_in_one_line(args, message, capsys, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert tune_main.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unknown_choices_are_refused_by_argparse(capsys):
     for args in (["run", "--preset", "grid"], ["finetune", "--freeze-strategy", "all"]):
         with pytest.raises(SystemExit) as exit_info:

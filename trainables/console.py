@@ -281,7 +281,8 @@ def with_console(options, callbacks: list | None, verbose: bool) -> list:
         return callbacks
     fixed = options.fixed_config is not None
     trials = len(options.lambdas or [None]) if fixed else options.num_samples
-    knobs = options.searched + (("lmbda",) if options.lambdas else ())
+    knobs = (options.searched + (("lmbda",) if options.lambdas else ())
+             + (("seed",) if options.confirm else ()))
     return [ConsoleReporter(epochs=options.epochs, trials=trials, knobs=knobs,
                             scheduler=options.scheduler), *callbacks]
 

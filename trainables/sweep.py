@@ -20,6 +20,7 @@ from hpcm_tune.files import atomic_write, is_uri, location
 from hpcm_tune.names import MARKER, SCALES, searched_knobs
 from hpcm_tune.tune_files import (checkpoint_dirs, experiment_state_files, read_results,
                                   repair_torn_state)
+from trainables.confirm import Confirmation
 from trainables.spec import TrialSpec
 from trainables.warm_start import WarmStart
 
@@ -61,6 +62,8 @@ class SweepOptions:
     lambdas: list[float] | None = None
     # An earlier sweep's results that the search starts from (``run --warm-start``).
     warm_start: WarmStart | None = None
+    # No search: an earlier sweep's top configs at new seeds (``tune_main.py confirm``).
+    confirm: Confirmation | None = None
 
     @property
     def path(self) -> str:
@@ -78,9 +81,10 @@ class SweepOptions:
     @classmethod
     def from_json(cls, text: str) -> "SweepOptions":
         data = json.loads(text)
-        warm = data.get("warm_start")
+        warm, confirm = data.get("warm_start"), data.get("confirm")
         return cls(**{**data, "trial": TrialSpec.from_config(data.get("trial", {})),
-                      "warm_start": WarmStart(**warm) if warm else None})
+                      "warm_start": WarmStart(**warm) if warm else None,
+                      "confirm": Confirmation(**confirm) if confirm else None})
 
 
 def join_storage(storage_path: str, name: str) -> str:
@@ -230,11 +234,19 @@ def build_tuner(options: SweepOptions, callbacks: list | None = None, verbose: b
     from stoppers.scheduler import make_scheduler
     from trainables.console import tune_verbosity, with_console
 
+    if (options.fixed_config is not None or options.confirm is not None) \
+            and options.scheduler != "fifo":
+        # A curve's losses at different lambdas differ in scale; a confirmation compares
+        # every config at every seed, at its full budget.
+        raise SweepError(f"{'a fixed config' if options.confirm is None else 'a confirmation'} "
+                         f"runs no search: use scheduler 'fifo', not {options.scheduler!r}")
     if options.fixed_config is not None:
-        if options.scheduler != "fifo":  # its trials' losses at different lambdas differ in scale
-            raise SweepError(f"a fixed config runs no search: use scheduler 'fifo', not "
-                             f"{options.scheduler!r}")
         searcher, num_samples = None, 1  # one trial, or one per lambda of the grid
+    elif options.confirm is not None:  # the given configs and seeds, in order
+        from trainables.given_configs import GivenConfigs
+
+        points = options.confirm.points()
+        searcher, num_samples = GivenConfigs(points), len(points)
     else:
         searcher, num_samples = searcher or _optuna_search(options), options.num_samples
     return tune.Tuner(
@@ -298,13 +310,17 @@ def run_sweep(options: SweepOptions, callbacks: list | None = None, verbose: boo
     from trainables.console import quiet_tune
 
     check_resources(options)
-    # Tune snapshots the experiment whenever a trial has saved num_to_keep checkpoints; with
-    # short epochs that is often, and wanted (a driver crash loses less), so skip its warning.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    _allow_frequent_snapshots()
     tuner = build_tuner(options, callbacks, verbose, searcher)
     write_marker(options)
     with quiet_tune(not verbose):
         return tuner.fit()
+
+
+def _allow_frequent_snapshots() -> None:
+    """Tune snapshots the experiment whenever a trial has saved num_to_keep checkpoints; with
+    short epochs that is often, and wanted (a driver crash loses less): skip its warning."""
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 def repair_stale_checkpoints(experiment: Path) -> list[str]:
@@ -374,6 +390,7 @@ def resume_sweep(path: str, retry_errored: bool = False, verbose: bool = False):
     log.warning("resuming unpickles the experiment state in %s: only resume folders "
                 "you created yourself", path)
     check_resources(options)
+    _allow_frequent_snapshots()
     # Errored trials stay errored unless asked for (a diverged trial would diverge again);
     # a retry keeps the trial's id, which OptunaSearch maps to its Optuna trial, and
     # continues from the trial's last checkpoint.
@@ -403,8 +420,10 @@ def summarize(results, options: SweepOptions) -> dict[str, Any]:
                       and r.metrics["epoch"] + 1 < options.epochs),
         "path": options.path,
     }
-    # Losses at different lambdas weigh distortion differently: a curve has no best trial.
-    if summary["trials"] > summary["errors"] and len(options.lambdas or []) < 2:
+    # Losses at different lambdas weigh distortion differently: a curve has no best trial;
+    # a confirmation's is judged over its seeds (``analysis.confirmation``).
+    if summary["trials"] > summary["errors"] and len(options.lambdas or []) < 2 \
+            and options.confirm is None:
         best = results.get_best_result(metric=METRIC, mode=MODE)
         summary["best_loss"] = best.metrics[METRIC]
         summary["best_config"] = {k: v for k, v in best.config.items() if k in options.searched}

@@ -17,8 +17,8 @@ import ray
 
 from analysis import load_experiment
 from analysis.cli import add_analyze_parser, add_evaluate_parser, cmd_analyze, cmd_evaluate
-from tests.fixed_configs import FixedConfigs
 from trainables.data import bundled_photos
+from trainables.given_configs import GivenConfigs
 
 EPOCHS = 4
 # Never improves by 1e6 after the first epoch: every scale stops at epoch 1.
@@ -51,7 +51,7 @@ def experiment(tmp_path_factory, photo_dirs, pretrained_tiny_path) -> Path:
     try:
         # verbose: no console of its own; this test's reporter writes to CONSOLE instead
         results = run_sweep(options, callbacks=[ConsoleReporter(epochs=EPOCHS, stream=CONSOLE)],
-                            verbose=True, searcher=FixedConfigs.create(points))
+                            verbose=True, searcher=GivenConfigs(points))
         assert len(results) == 3 and len(results.errors) == 1
     finally:
         ray.shutdown()

@@ -171,7 +171,7 @@ def diverged(cluster, photo_dirs, tmp_path_factory, pretrained_tiny_path):
     2-core EPYC: finite up to base_lr 0.5, NaN from 1.0; 100 leaves a wide margin for other
     CPUs' floating-point paths and their own pre-trained tiny."""
     from stoppers import budget_settings
-    from tests.fixed_configs import FixedConfigs
+    from trainables.given_configs import GivenConfigs
     from trainables.spec import TrialSpec
     from trainables.sweep import SweepOptions, run_sweep
 
@@ -184,7 +184,7 @@ def diverged(cluster, photo_dirs, tmp_path_factory, pretrained_tiny_path):
                            trial=trial, epochs=3, num_samples=2, max_failures=0,
                            max_concurrent=2, scheduler="fifo")
     with connected(cluster):
-        results = run_sweep(options, searcher=FixedConfigs.create(
+        results = run_sweep(options, searcher=GivenConfigs(
             [{"base_lr": 1e-4}, {"base_lr": 100.0}]))
     return options, results
 

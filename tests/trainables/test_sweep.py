@@ -321,6 +321,60 @@ def test_a_rate_distortion_curve_runs_every_lambda_to_its_budget_and_crowns_none
     assert not (storage / "curve" / "analysis" / "best_config.json").exists()
 
 
+def test_confirm_trains_the_top_configs_at_new_seeds_and_judges_the_lead(
+        reference, cluster, tmp_path, capsys):
+    """``confirm`` on a copy of a finished sweep: its two best configs at one new seed, to
+    their budget, the winner judged over both seeds; ``analyze`` reads the confirmation."""
+    import tune_main
+    from analysis import load_experiment
+    from analysis.confirmation import COMPLETE
+    from trainables.sweep import read_marker
+
+    options, results = reference
+    sweep = tmp_path / "sweep"
+    shutil.copytree(options.path, sweep)
+    command = [sys.executable, str(REPO / "tune_main.py"), "confirm", str(sweep),
+               "--address", cluster.address, "--top", "2", "--seeds", "1"]
+    proc = subprocess.run(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    top = sorted(results, key=lambda r: r.metrics["best_loss"])[:2]
+    confirmed = tmp_path / "sweep-confirm"
+    marker = read_marker(str(confirmed))
+    assert marker.scheduler == "fifo" and marker.confirm.seeds == [1]
+    assert [c["trial_id"] for c in marker.confirm.candidates] == [r.metrics["trial_id"] for r in top]
+    exp = load_experiment(confirmed)
+    ran = sorted((config_key(row.to_dict()), int(row["seed"])) for _, row in exp.trials.iterrows())
+    assert ran == sorted((config_key(r.config), 1) for r in top)
+    assert set(exp.trials["stop_reason"]) <= set(COMPLETE)  # nothing culled
+    # The verdict follows the losses at both seeds (the sweep's 0 and the new 1).
+    loss = {(config_key(row.to_dict()), int(row["seed"])): row["best_loss"]
+            for _, row in exp.trials.iterrows()}
+    for r in top:
+        loss[config_key(r.config), 0] = r.metrics["best_loss"]
+    winner, other = (config_key(r.config) for r in top)
+    ahead = sum(loss[other, s] > loss[winner, s] for s in (0, 1))
+    verdict = {2: "its lead holds", 0: f"reversed: {top[1].metrics['trial_id']} is ahead at "
+               "every seed"}.get(ahead, "a tie")
+    assert f"winner vs {top[1].metrics['trial_id']}: ahead at {ahead} of 2 seeds" in proc.stdout
+    assert verdict in proc.stdout and "best loss:" not in proc.stdout
+    starts = [line for line in proc.stdout.splitlines() if "] start " in line]
+    assert len(starts) == 2 and all(line.endswith("seed=1") for line in starts)
+    best = min(top, key=lambda r: loss[config_key(r.config), 0] + loss[config_key(r.config), 1])
+    assert f"use: {best.metrics['trial_id']}'s config" in proc.stdout
+    assert tune_main.main(["analyze", str(confirmed)]) == 0
+    assert verdict in capsys.readouterr().out
+    report = (confirmed / "analysis" / "report.md").read_text()
+    assert "## Seed confirmation" in report and "## Winning config" not in report
+    saved = json.loads((confirmed / "analysis" / "best_config.json").read_text())
+    assert config_key(saved) == config_key(best.config)
+    # Neither the same confirmation again nor a confirmation of the confirmation.
+    assert tune_main.main(["confirm", str(sweep)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert tune_main.main(["confirm", str(confirmed), "--name", "again"]) == 2
+    assert "is a confirmation already" in capsys.readouterr().err
+
+
 def test_a_fixed_config_with_a_culling_scheduler_is_refused(tmp_path):
     from trainables.sweep import SweepError, build_tuner
 
