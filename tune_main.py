@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="new training seeds per config (default 2; with the sweep's own "
                          "result of each config that is 3 seeds)")
     confirm.add_argument("--name", help="experiment name (default: <sweep name>-confirm)")
+    confirm.add_argument("--cpus-per-trial", type=float, help="default: the sweep's")
+    confirm.add_argument("--gpus-per-trial", type=float,
+                         help="default: the sweep's (0 trains on the CPU)")
     confirm.add_argument("--max-concurrent", type=int,
                          help="default: the sweep's, else from the cluster's resources")
     confirm.add_argument("--address", help="join a running Ray cluster")
@@ -543,6 +546,11 @@ def cmd_confirm(args: argparse.Namespace) -> int:
                         ("--max-concurrent", args.max_concurrent or 1)):
         if value < 1:
             raise UsageError(f"{flag} must be 1 or more, got {value}")
+    cpus, gpus = args.cpus_per_trial, args.gpus_per_trial
+    if cpus is not None and not (math.isfinite(cpus) and cpus > 0):
+        raise UsageError(f"--cpus-per-trial must be positive and finite, got {cpus}")
+    if gpus is not None and not (math.isfinite(gpus) and gpus >= 0):
+        raise UsageError(f"--gpus-per-trial must be 0 or more and finite, got {gpus}")
     from analysis.confirmation import pick_candidates
     from analysis.results import load_experiment
     from trainables.confirm import confirmation_options
@@ -562,12 +570,16 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         if file and not Path(file).exists():
             raise UsageError(f"the sweep's {what} {file} does not exist here: confirm on the "
                              "machine (or with the files) the sweep ran with")
-    options = confirmation_options(source, str(Path(path).resolve()), candidates, args.seeds,
-                                   name, storage, args.max_concurrent)
+    options = confirmation_options(
+        source, str(Path(path).resolve()), candidates, args.seeds, name, storage,
+        cpus_per_trial=cpus, gpus_per_trial=gpus, max_concurrent=args.max_concurrent)
+    args.cpus_per_trial, args.gpus_per_trial = options.cpus_per_trial, options.gpus_per_trial
     log.info("confirming %d config(s) of %s (trials %s) at seeds %s: %d trials of %d epochs",
              len(candidates), source.name, ", ".join(c["trial_id"] for c in candidates),
              options.confirm.seeds, options.num_samples, options.epochs)
     address = cluster.cluster_address(args.address)
+    if address is None:
+        _check_local_resources(args)
     cluster.prepare(address)
     return _sweep(address, args.dashboard,
                   lambda: (run_sweep(options, verbose=args.verbose), options),

@@ -112,6 +112,8 @@ def test_bad_input_is_one_clear_line_and_exit_2(args, message, capsys, tmp_path,
     (["confirm", ".", "--top", "0"], "--top must be 1 or more, got 0"),
     (["confirm", ".", "--seeds", "0"], "--seeds must be 1 or more, got 0"),
     (["confirm", "s3://bucket/sweep"], "confirm reads a local sweep folder"),
+    (["confirm", ".", "--gpus-per-trial", "-1"], "--gpus-per-trial must be 0 or more"),
+    (["confirm", ".", "--cpus-per-trial", "nan"], "--cpus-per-trial must be positive and finite"),
 ])
 def test_confirm_refuses_what_it_cannot_confirm_in_one_line(args, message, capsys, tmp_path,
                                                              monkeypatch):

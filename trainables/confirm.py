@@ -42,10 +42,13 @@ class Confirmation:
 
 def confirmation_options(source: "SweepOptions", source_path: str,
                          candidates: list[dict[str, Any]], seeds: int, name: str,
-                         storage_path: str, max_concurrent: int | None = None) -> "SweepOptions":
+                         storage_path: str, cpus_per_trial: float | None = None,
+                         gpus_per_trial: float | None = None,
+                         max_concurrent: int | None = None) -> "SweepOptions":
     """The options of an experiment ``storage_path``/``name`` that trains ``candidates`` at
     ``seeds`` new seeds (the ones after the source sweep's), as the source sweep at
-    ``source_path`` trained them: its task, budget and resources, no scheduler, no search."""
+    ``source_path`` trained them: its task, budget and resources (unless given), no
+    scheduler, no search."""
     if seeds < 1:
         raise InputError(f"--seeds must be 1 or more, got {seeds}")
     new_seeds = [source.seed + i for i in range(1, seeds + 1)]
@@ -53,4 +56,6 @@ def confirmation_options(source: "SweepOptions", source_path: str,
     return dataclasses.replace(
         source, name=name, storage_path=storage_path, num_samples=len(confirmation.points()), scheduler="fifo",
         optuna_storage=None, budget_epochs=None, budget_device_hours=None, warm_start=None,
+        cpus_per_trial=source.cpus_per_trial if cpus_per_trial is None else cpus_per_trial,
+        gpus_per_trial=source.gpus_per_trial if gpus_per_trial is None else gpus_per_trial,
         max_concurrent=max_concurrent or source.max_concurrent, confirm=confirmation)
