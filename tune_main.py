@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("--seeds", type=int, default=2,
                          help="new training seeds per config (default 2; with the sweep's own "
                          "result of each config that is 3 seeds)")
-    confirm.add_argument("--name", help="experiment name (default: <sweep name>-confirm)")
+    confirm.add_argument("--name", help="experiment name (default: <sweep folder>-confirm)")
     confirm.add_argument("--cpus-per-trial", type=float, help="default: the sweep's")
     confirm.add_argument("--gpus-per-trial", type=float,
                          help="default: the sweep's (0 trains on the CPU)")

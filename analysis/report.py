@@ -249,7 +249,8 @@ def _confirmation_section(exp: Experiment) -> list[Block]:
 
 def _trials_section(exp: Experiment, winner: dict | None) -> list[Block]:
     cols = ["trial_id", "family", *[c for c in exp.searched if c != "freeze_strategy"],
-            *(["seed"] if exp.options.get("confirm") else []), "best_loss", "best_epoch", "behind_in_noise", "epochs_run", "stop_reason",
+            *(["seed"] if exp.options.get("confirm") else []), "best_loss", "best_epoch",
+            "behind_in_noise", "epochs_run", "stop_reason",
             "device_hours"]
     # How far behind the winner each trial is, in the sweep's gap noise.
     behind = {v["trial_id"]: v["gap_in_noise"] for v in (winner or {}).get("versus", [])}

@@ -342,7 +342,8 @@ def test_confirm_trains_the_top_configs_at_new_seeds_and_judges_the_lead(
     confirmed = tmp_path / "sweep-confirm"
     marker = read_marker(str(confirmed))
     assert marker.scheduler == "fifo" and marker.confirm.seeds == [1]
-    assert [c["trial_id"] for c in marker.confirm.candidates] == [r.metrics["trial_id"] for r in top]
+    assert ([c["trial_id"] for c in marker.confirm.candidates]
+            == [r.metrics["trial_id"] for r in top])
     exp = load_experiment(confirmed)
     ran = sorted((config_key(row.to_dict()), int(row["seed"])) for _, row in exp.trials.iterrows())
     assert ran == sorted((config_key(r.config), 1) for r in top)
