@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcm_tune.errors import InputError
@@ -55,6 +56,19 @@ def pick_candidates(source: "Experiment", top: int) -> list[dict[str, Any]]:
              "seed": int(row["seed"]), "best_loss": float(row["best_loss"]),
              "stop_reason": row["stop_reason"]}
             for _, row in done.head(top).iterrows()]
+
+
+def confirmations_of(sweep: "Experiment") -> list[Path]:
+    """The confirmation experiments of ``sweep`` beside its folder (where ``confirm`` writes
+    them), oldest name first."""
+    from hpcm_tune.tune_files import sweep_options
+
+    found = []
+    for folder in sorted(p for p in sweep.path.resolve().parent.iterdir() if p.is_dir()):
+        confirm = sweep_options(folder).get("confirm") or {}
+        if confirm and Path(confirm["source"]).name == sweep.path.resolve().name:
+            found.append(folder)
+    return found
 
 
 def compare(exp: "Experiment") -> dict[str, Any]:

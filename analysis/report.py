@@ -208,7 +208,22 @@ def _winner_section(exp: Experiment, winner: dict | None) -> list[Block]:
               f"Saved as `best_config.json` for `tune_main.py run --config`."),
         ("p", f"How sure: {confidence(winner)} {standing(winner)} "
               f"{winner['trials_finished']} trials finished; the best trial of each freeze "
-              f"strategy: {families}.")]
+              f"strategy: {families}."),
+        *_confirmed_lead(exp)]
+
+
+def _confirmed_lead(exp: Experiment) -> list[Block]:
+    """What the confirmations of this sweep beside it (``tune_main.py confirm``) found."""
+    from analysis.confirmation import compare, confirmations_of, summary_lines
+    from analysis.results import load_experiment
+
+    blocks: list[Block] = []
+    for folder in confirmations_of(exp):
+        lines = summary_lines(compare(load_experiment(folder)))
+        blocks.append(("p", f"Seed confirmation `{folder.name}` (its report has the table): "
+                            + "; ".join(line for line in lines
+                                        if line.startswith(("winner vs", "use:")))))
+    return blocks
 
 
 def _per_lambda_section(exp: Experiment) -> list[Block]:
