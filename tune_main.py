@@ -91,6 +91,16 @@ def _training_args(p: argparse.ArgumentParser, epochs: int) -> None:
                    help="first epochs the stopper does not judge")
 
 
+def _ray_args(p, dashboard: bool = True) -> None:
+    """The Ray cluster and console flags of the commands that run trials."""
+    p.add_argument("--address", help="join a running Ray cluster (default: start a local one)")
+    if dashboard:
+        p.add_argument("--dashboard", action="store_true",
+                       help="start the Ray dashboard of the local cluster on 127.0.0.1:8265")
+    p.add_argument("--verbose", action="store_true",
+                   help="Ray Tune's own console output instead of a few lines per trial")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tune_main.py", description=__doc__,
@@ -142,11 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--name", help="experiment name (default: sweep-<date>-<time>)")
     c.add_argument("--overwrite", action="store_true",
                    help="replace an existing experiment of the same name")
-    c.add_argument("--address", help="join a running Ray cluster (default: start a local one)")
-    c.add_argument("--dashboard", action="store_true",
-                   help="start the Ray dashboard of the local cluster on 127.0.0.1:8265")
-    c.add_argument("--verbose", action="store_true",
-                   help="Ray Tune's own console output instead of a few lines per trial")
+    _ray_args(c)
     c.add_argument("--wandb-project", help="also log trials to W&B (key from $WANDB_API_KEY)")
     c.add_argument("--mlflow-uri", help="also log trials to this MLflow tracking URI "
                    "(credentials from the MLFLOW_TRACKING_* environment variables)")
@@ -155,9 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("path", help="the experiment folder that `run` printed")
     resume.add_argument("--retry-errored", action="store_true",
                         help="restart trials that ended with an error")
-    resume.add_argument("--address", help="join a running Ray cluster")
-    resume.add_argument("--verbose", action="store_true",
-                        help="Ray Tune's own console output instead of a few lines per trial")
+    _ray_args(resume, dashboard=False)
 
     confirm = sub.add_parser(
         "confirm", help="train a sweep's top configs again at new seeds",
@@ -177,11 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="default: the sweep's (0 trains on the CPU)")
     confirm.add_argument("--max-concurrent", type=int,
                          help="default: the sweep's, else from the cluster's resources")
-    confirm.add_argument("--address", help="join a running Ray cluster")
-    confirm.add_argument("--dashboard", action="store_true",
-                         help="start the Ray dashboard of the local cluster on 127.0.0.1:8265")
-    confirm.add_argument("--verbose", action="store_true",
-                         help="Ray Tune's own console output instead of a few lines per trial")
+    _ray_args(confirm)
 
     ft = sub.add_parser("finetune", help="one fine-tune without Ray (same code path)")
     _model_args(ft)
