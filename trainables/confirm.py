@@ -55,7 +55,7 @@ def confirmation_options(source: "SweepOptions", source_path: str,
     confirmation = Confirmation(source=source_path, candidates=candidates, seeds=new_seeds)
     return dataclasses.replace(
         source, name=name, storage_path=storage_path, num_samples=len(confirmation.points()),
-        scheduler="fifo",
+        scheduler="fifo", fixed_config=None, lambdas=None,  # the points set the knobs
         optuna_storage=None, budget_epochs=None, budget_device_hours=None, warm_start=None,
         cpus_per_trial=source.cpus_per_trial if cpus_per_trial is None else cpus_per_trial,
         gpus_per_trial=source.gpus_per_trial if gpus_per_trial is None else gpus_per_trial,
