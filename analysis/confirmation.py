@@ -71,6 +71,16 @@ def confirmations_of(sweep: "Experiment") -> list[Path]:
     return found
 
 
+def verdicts_of(sweep: "Experiment") -> dict[str, str]:
+    """What each confirmation of ``sweep`` beside it found, by folder name: its verdicts
+    and the config to use, in one line."""
+    from analysis.results import load_experiment
+
+    return {folder.name: "; ".join(
+        line for line in summary_lines(compare(load_experiment(folder)))
+        if line.startswith(("winner vs", "use:"))) for folder in confirmations_of(sweep)}
+
+
 def compare(exp: "Experiment") -> dict[str, Any]:
     """The candidates of a confirmation experiment seed by seed, and the verdicts.
 

@@ -182,7 +182,8 @@ def _overview(exp: Experiment) -> list[Block]:
     confirm = o.get("confirm")
     if confirm:
         text += (f" A seed confirmation of `{confirm['source']}`: its top "
-                 f"{len(confirm['candidates'])} configs at seeds "
+                 f"{len(confirm['candidates'])} configs at seed"
+                 f"{'s' * (len(confirm['seeds']) > 1)} "
                  f"{', '.join(str(v) for v in confirm['seeds'])}.")
     return [("h1", f"Sweep report: {exp.path.name}"), ("p", text)]
 
@@ -214,16 +215,10 @@ def _winner_section(exp: Experiment, winner: dict | None) -> list[Block]:
 
 def _confirmed_lead(exp: Experiment) -> list[Block]:
     """What the confirmations of this sweep beside it (``tune_main.py confirm``) found."""
-    from analysis.confirmation import compare, confirmations_of, summary_lines
-    from analysis.results import load_experiment
+    from analysis.confirmation import verdicts_of
 
-    blocks: list[Block] = []
-    for folder in confirmations_of(exp):
-        lines = summary_lines(compare(load_experiment(folder)))
-        blocks.append(("p", f"Seed confirmation `{folder.name}` (its report has the table): "
-                            + "; ".join(line for line in lines
-                                        if line.startswith(("winner vs", "use:")))))
-    return blocks
+    return [("p", f"Seed confirmation `{folder}` (its report has the table): {verdicts}")
+            for folder, verdicts in verdicts_of(exp).items()]
 
 
 def _per_lambda_section(exp: Experiment) -> list[Block]:
@@ -257,7 +252,8 @@ def _confirmation_section(exp: Experiment) -> list[Block]:
                   "trial's own result is one more seed unless it was culled. A seed shifts "
                   "every config alike, so the winner is compared seed by seed: its lead holds "
                   "when it is ahead at every shared seed, is reversed when behind at every one, "
-                  "and is a tie otherwise."),
+                  "and is a tie otherwise. n/a: no final loss at that seed (the sweep's trial "
+                  "was culled, or the trial did not finish)."),
             ("table", table, {**digits, "context_lr_ratio": 4}),
             *[("p", line) for line in summary_lines(result)]]
 

@@ -369,8 +369,10 @@ def test_confirm_trains_the_top_configs_at_new_seeds_and_judges_the_lead(
     assert "## Seed confirmation" in report and "## Winning config" not in report
     saved = json.loads((confirmed / "analysis" / "best_config.json").read_text())
     assert config_key(saved) == config_key(best.config)
-    # The sweep's own report says what its confirmation found.
+    # The sweep's own analysis says what its confirmation found.
     assert tune_main.main(["analyze", str(sweep)]) == 0
+    assert f"seed confirmation sweep-confirm: winner vs {top[1].metrics['trial_id']}" in (
+        capsys.readouterr().out)
     report = (sweep / "analysis" / "report.md").read_text()
     assert "Seed confirmation `sweep-confirm`" in report and verdict in report
     # Neither the same confirmation again nor a confirmation of the confirmation.
