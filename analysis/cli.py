@@ -85,7 +85,7 @@ def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from analysis.confirmation import compare, summary_lines, verdicts_of
+    from analysis.confirmation import summary_lines
     from analysis.report import lead_summary, write_report
 
     if is_uri(args.path):
@@ -100,10 +100,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"winner {winner['trial_id']}: best loss {winner['best_loss']:.4f} at epoch "
               f"{winner['best_epoch']}, config {winner['config']}")
         print(lead_summary(winner))
-        for folder, verdicts in verdicts_of(exp).items():  # `confirm` runs beside it
+        for folder, verdicts in result["confirmations"].items():  # `confirm` runs beside it
             print(f"seed confirmation {folder}: {verdicts}")
-    elif exp.options.get("confirm"):  # judged over the seeds
-        print("\n".join(summary_lines(compare(exp))))
+    elif result["confirmation"] is not None:  # judged over the seeds
+        print("\n".join(summary_lines(result["confirmation"])))
     elif len(exp.lambdas) > 1:  # a rate-distortion curve: nothing to crown
         for _, row in exp.per_lambda().iterrows():
             print(f"lambda {row['lmbda']:g} ({row['trial_id']}): best loss "

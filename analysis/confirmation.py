@@ -87,7 +87,8 @@ def compare(exp: "Experiment") -> dict[str, Any]:
     Returns ``{"source", "seeds", "common_seeds", "candidates": [{"trial_id", "config",
     "losses": {seed: best loss}, "trials": {seed: trial id}, "mean", "sd"}], "versus":
     [{"trial_id", "shared_seeds", "ahead", "gaps_pct", "mean_gap_pct", "verdict"}],
-    "best": trial id of the lowest mean over the common seeds (None if there is none)}``.
+    "best": trial id of the lowest mean over the common seeds (None if there is none),
+    "best_config": its config}``.
     Means and sds cover every seed a candidate has; ``versus`` compares each other candidate
     with the sweep's winner (the first) on the seeds both have, gaps in % of the winner's loss.
 
@@ -124,7 +125,8 @@ def compare(exp: "Experiment") -> dict[str, Any]:
             if common else None)
     return {"source": confirmation["source"], "seeds": seeds, "common_seeds": common,
             "candidates": candidates, "versus": versus,
-            "best": best["trial_id"] if best else None}
+            "best": best["trial_id"] if best else None,
+            "best_config": best["config"] if best else None}
 
 
 def _versus(winner: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
@@ -168,11 +170,10 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     if result["best"] is None:
         lines.append("no seed that every config finished: nothing to recommend")
     else:
-        best = next(c for c in result["candidates"] if c["trial_id"] == result["best"])
         common = result["common_seeds"]
         seeds = f"seed{'s' * (len(common) > 1)} {', '.join(str(s) for s in common)}"
-        lines.append(f"use: {result['best']}'s config {json.dumps(best['config'])} (the lowest "
-                     f"mean best loss over {seeds})")
+        lines.append(f"use: {result['best']}'s config {json.dumps(result['best_config'])} "
+                     f"(the lowest mean best loss over {seeds})")
     return lines
 
 

@@ -150,9 +150,13 @@ Figures = dict[str, Path | None]  # FIGURES key -> the plot written, None if not
 
 
 def report_blocks(exp: Experiment, winner: dict | None, importance: pd.DataFrame,
-                  evaluation: Path | None, figs: Figures) -> list[Block]:
-    """The report's content, section by section, for both renderers."""
-    return [*_overview(exp), *_winner_section(exp, winner), *_trials_section(exp, winner),
+                  evaluation: Path | None, figs: Figures, confirmation: dict | None = None,
+                  confirmations: dict[str, str] | None = None) -> list[Block]:
+    """The report's content, section by section, for both renderers. ``confirmation``: the
+    seed comparison of a confirmation experiment (:func:`analysis.confirmation.compare`);
+    ``confirmations``: a sweep's confirmations' verdicts by folder (``verdicts_of``)."""
+    return [*_overview(exp), *_winner_section(exp, winner, confirmation, confirmations),
+            *_trials_section(exp, winner),
             *_convergence_section(exp, winner, figs), *_compute_section(exp, figs),
             *_search_space_section(figs), *_importance_section(exp, importance, figs),
             *_rate_distortion_section(exp, evaluation, figs)]
@@ -188,11 +192,12 @@ def _overview(exp: Experiment) -> list[Block]:
     return [("h1", f"Sweep report: {exp.path.name}"), ("p", text)]
 
 
-def _winner_section(exp: Experiment, winner: dict | None) -> list[Block]:
+def _winner_section(exp: Experiment, winner: dict | None, confirmation: dict | None = None,
+                    confirmations: dict[str, str] | None = None) -> list[Block]:
     if len(exp.lambdas) > 1:
         return _per_lambda_section(exp)
-    if exp.options.get("confirm"):
-        return _confirmation_section(exp)
+    if confirmation is not None:
+        return _confirmation_section(confirmation)
     b: list[Block] = [("h2", "Winning config")]
     if winner is None:
         return b + [("p", "No trial finished with a loss.")]
@@ -210,15 +215,8 @@ def _winner_section(exp: Experiment, winner: dict | None) -> list[Block]:
         ("p", f"How sure: {confidence(winner)} {standing(winner)} "
               f"{winner['trials_finished']} trials finished; the best trial of each freeze "
               f"strategy: {families}."),
-        *_confirmed_lead(exp)]
-
-
-def _confirmed_lead(exp: Experiment) -> list[Block]:
-    """What the confirmations of this sweep beside it (``tune_main.py confirm``) found."""
-    from analysis.confirmation import verdicts_of
-
-    return [("p", f"Seed confirmation `{folder}` (its report has the table): {verdicts}")
-            for folder, verdicts in verdicts_of(exp).items()]
+        *[("p", f"Seed confirmation `{folder}` (its report has the table): {verdicts}")
+          for folder, verdicts in (confirmations or {}).items()]]
 
 
 def _per_lambda_section(exp: Experiment) -> list[Block]:
@@ -234,14 +232,13 @@ def _per_lambda_section(exp: Experiment) -> list[Block]:
              {"best_loss": 4, "bpp": 4, "psnr": 2})]
 
 
-def _confirmation_section(exp: Experiment) -> list[Block]:
+def _confirmation_section(result: dict) -> list[Block]:
     """A seed confirmation (``tune_main.py confirm``): each candidate's best loss per seed,
-    and the verdicts of :func:`analysis.confirmation.compare`."""
+    and the verdicts (``result``: :func:`analysis.confirmation.compare`)."""
     import pandas as pd
 
-    from analysis.confirmation import compare, summary_lines
+    from analysis.confirmation import summary_lines
 
-    result = compare(exp)
     table = pd.DataFrame([{"trial_id": c["trial_id"], **c["config"],
                            **{f"seed {s}": c["losses"].get(s, math.nan) for s in result["seeds"]},
                            "mean": c["mean"], "sd": c["sd"]} for c in result["candidates"]])
@@ -426,22 +423,14 @@ def _render_html(blocks: list[Block], title: str) -> str:
             + "\n</body></html>\n")
 
 
-def _confirmed_config(exp: Experiment) -> dict | None:
-    """A seed confirmation's config to use (the lowest mean over the common seeds)."""
-    if not exp.options.get("confirm"):
-        return None
-    from analysis.confirmation import compare
-
-    result = compare(exp)
-    return next((c["config"] for c in result["candidates"] if c["trial_id"] == result["best"]),
-                None)
-
-
 def write_report(experiment: str | Path, out: str | Path | None = None,
                  evaluation: str | Path | None = None) -> dict[str, Any]:
     """Loads the experiment and writes tables, plots, report.md and report.html into ``out``
-    (default ``<experiment>/analysis``). Returns {"out", "files", "experiment", "winner"}."""
+    (default ``<experiment>/analysis``). Returns {"out", "files", "experiment", "winner",
+    "confirmation" (a confirmation's seed comparison), "confirmations" (a sweep's verdicts
+    by confirmation folder), "figures"}."""
     from analysis import plots
+    from analysis.confirmation import compare, verdicts_of
     from analysis.importance import parameter_importance
     from analysis.results import load_experiment
 
@@ -460,7 +449,9 @@ def write_report(experiment: str | Path, out: str | Path | None = None,
     importance.to_csv(out / "parameter_importance.csv", index=False)
     files["parameter_importance.csv"] = out / "parameter_importance.csv"
     winner = exp.winner()
-    best_config = winner["config"] if winner is not None else _confirmed_config(exp)
+    confirmation = compare(exp) if exp.options.get("confirm") else None
+    best_config = winner["config"] if winner is not None else (confirmation or {}).get(
+        "best_config")
     if best_config is not None:
         (out / "best_config.json").write_text(json.dumps(best_config, indent=2) + "\n")
         files["best_config.json"] = out / "best_config.json"
@@ -488,9 +479,12 @@ def write_report(experiment: str | Path, out: str | Path | None = None,
         if path is not None:
             files[path.name] = path
 
-    blocks = report_blocks(exp, winner, importance, evaluation, figs)
+    confirmations = verdicts_of(exp) if winner is not None else {}
+    blocks = report_blocks(exp, winner, importance, evaluation, figs, confirmation,
+                           confirmations)
     (out / "report.md").write_text(_render_md(blocks, out))
     (out / "report.html").write_text(_render_html(blocks, f"Sweep report: {exp.path.name}"))
     files["report.md"], files["report.html"] = out / "report.md", out / "report.html"
     return {"out": out, "files": files, "experiment": exp, "winner": winner,
+            "confirmation": confirmation, "confirmations": confirmations,
             "figures": [p for p in figs.values() if p is not None]}
