@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import tune_main
+from trainables import cluster
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -236,7 +237,9 @@ import json, sys
 import psutil
 from trainables import cluster
 cluster.prepare(None)  # what `run` and `resume` without --address do
+imported_before = set(sys.modules)
 cluster.connect(None, dashboard=True, verbose=False)
+import threading
 import ray
 from ray._private.worker import get_dashboard_url
 ray.get(ray.remote(lambda: 1).remote())  # a worker process too
@@ -247,7 +250,9 @@ for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
                   for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
     except psutil.NoSuchProcess:
         pass
-print(json.dumps({"listening": found, "dashboard": get_dashboard_url()}))
+print(json.dumps({"listening": found, "dashboard": get_dashboard_url(),
+                  "imported_by_connect": sorted(set(sys.modules) - imported_before),
+                  "threads": [t.name for t in threading.enumerate()]}))
 ray.shutdown()
 """
 
@@ -259,17 +264,33 @@ def _loopback(ip: str) -> bool:
     return (getattr(address, "ipv4_mapped", None) or address).is_loopback
 
 
-def test_no_service_binds_beyond_localhost(tmp_path):
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory) -> dict:
+    """What the driver sees once ``cluster.connect`` has started a local Ray (in a fresh
+    interpreter, as the CLI does)."""
+    proc = subprocess.run([sys.executable, "-c", LISTENING], cwd=tmp_path_factory.mktemp("ray"),
+                          capture_output=True, text=True, timeout=180,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_no_service_binds_beyond_localhost(local_ray):
     """The local Ray that the CLI starts (with --dashboard) listens on loopback only: every
     listening socket of the driver and of every process it started, the dashboard's too.
     (cluster.yaml's head: tests/cluster/test_cluster_yaml.py.)"""
-    proc = subprocess.run([sys.executable, "-c", LISTENING], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=180, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    seen = local_ray
     listening = seen["listening"]
     names = {name for name, _, _ in listening}
     assert {"gcs_server", "raylet"} <= names, listening  # the services were seen at all
     dashboard_port = int(seen["dashboard"].rsplit(":", 1)[1])
     assert dashboard_port in {port for _, _, port in listening}, (seen["dashboard"], listening)
     assert [entry for entry in listening if not _loopback(entry[1])] == []
+
+
+def test_tune_start_imports_are_done_while_ray_starts(local_ray):
+    """connect() returns with what Tune imports before its first trial already imported (by
+    a thread that ran while Ray started), and that thread finished."""
+    assert set(cluster.TUNE_START_IMPORTS) <= set(local_ray["imported_by_connect"])
+    assert "torch" in local_ray["imported_by_connect"]  # tensorboardX's, the slow one
+    assert "import-tune" not in local_ray["threads"]
