@@ -86,7 +86,7 @@ def connect(address: str | None, dashboard: bool, verbose: bool = True) -> None:
 
     While Ray starts (seconds spent mostly waiting for its processes), a thread imports what
     Tune will import before the first trial (:data:`TUNE_START_IMPORTS`): every sweep's
-    first trial starts ~3 s sooner on 2 cores. The thread is joined before this returns,
+    first trial starts ~2.5 s sooner on 2 cores. The thread is joined before this returns,
     so no import runs alongside the caller's.
     """
     import ray
