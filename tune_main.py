@@ -19,6 +19,9 @@ import argparse
 import json
 import logging
 import math
+import os
+import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -674,6 +677,22 @@ def _confirmation(path: str) -> list[str]:
     return summary_lines(compare(load_experiment(path)))
 
 
+def this_command() -> str:
+    """How to run this CLI again from here, for the commands the summary prints: ``python
+    tune_main.py`` where ``python`` on PATH is this interpreter (an activated venv), else this
+    interpreter's path (``.venv/bin/python`` after the README's first command, where a bare
+    ``python`` lacks the project's packages)."""
+    on_path = shutil.which("python")
+    same = on_path is not None and os.path.abspath(on_path) == os.path.abspath(sys.executable)
+    return f"{'python' if same else _from_here(sys.executable)} {_from_here(__file__)}"
+
+
+def _from_here(path: str) -> str:
+    """``path`` relative to the working directory when it lies inside it, quoted for a shell."""
+    relative = os.path.relpath(path)
+    return shlex.quote(os.path.abspath(path) if relative.startswith("..") else relative)
+
+
 def _print_summary(summary: dict, wall_s: float) -> None:
     print("\n=== sweep finished in %.0f s ===" % wall_s)
     print(f"trials: {summary['trials']} ({summary['errors']} errored, "
@@ -695,11 +714,12 @@ def _print_summary(summary: dict, wall_s: float) -> None:
     print(f"results: {summary['path']} (every epoch: trial_<id>/result.json)")
     if summary.get("worker_logs"):
         print(f"worker logs: {summary['worker_logs']}/worker-*-<pid>.err (pid: in result.json)")
-    print(f"analyse: python tune_main.py analyze {summary['path']}")
-    print(f"resume:  python tune_main.py resume {summary['path']}")
+    command, path = this_command(), shlex.quote(summary["path"])
+    print(f"analyse: {command} analyze {path}")
+    print(f"resume:  {command} resume {path}")
     if "best_config" in summary and summary.get("lead"):  # a search's winner
-        print(f"confirm: python tune_main.py confirm {summary['path']} (its top 2 configs at 2 "
-              "more seeds: does the lead hold?)")
+        print(f"confirm: {command} confirm {path} (its top 2 configs at 2 more seeds: does the "
+              "lead hold?)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,24 @@ def test_the_demo_sweep_is_set_up_without_importing_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_printed_commands_name_this_interpreter_unless_python_on_path_is_it(tmp_path,
+                                                                           monkeypatch):
+    """The summary's analyse/resume/confirm lines run as printed: after the README's
+    `.venv/bin/python tune_main.py` a bare `python` would lack the project's packages."""
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").symlink_to(sys.executable)
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
+    monkeypatch.chdir(tmp_path)
+    script = shlex.quote(str(REPO / "tune_main.py"))  # outside the working directory: absolute
+    monkeypatch.setenv("PATH", str(venv_bin))  # an activated venv
+    assert tune_main.this_command() == f"python {script}"
+    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere"))  # no `python`, or another one
+    assert tune_main.this_command() == f"venv/bin/python {script}"
+    monkeypatch.chdir(REPO)
+    assert tune_main.this_command() == f"{shlex.quote(str(venv_bin / 'python'))} tune_main.py"
 
 
 def test_inspect_model_lists_groups_summing_to_the_model(capsys):
