@@ -18,7 +18,7 @@ from analysis.evaluate import format_cell, markdown_table
 from analysis.results import NEIGHBOUR_FACTOR, NOISE_EPOCHS, lead_reading
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import CULLED, SCALES
-from search_spaces.presets import RECOMMENDED
+from search_spaces.presets import BASELINES, Baseline
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,8 +69,8 @@ def confidence(winner: dict) -> str:
 
 
 def standing(winner: dict) -> str:
-    """The winner against every other finished trial, and against the original report's
-    recommended config (what a user would have run without the sweep)."""
+    """The winner against every other finished trial, and against each baseline (what a user
+    would have run without the sweep: ``search_spaces.BASELINES``)."""
     versus = winner.get("versus") or []
     if not versus:
         return ""
@@ -83,42 +83,56 @@ def standing(winner: dict) -> str:
     text = (f"Of the {len(versus)} other trials, the winner is clearly ahead of "
             f"{count('clear')}, modestly of {count('modest')} and tied with {count('tie')}")
     culled = sum(v["culled"] for v in versus)
-    text += (f"; {culled} of them culled by the scheduler, compared at their best so far. "
-             if culled else ". ")
-    rec = winner.get("recommended")
-    if winner.get("is_recommended"):
-        return text + (f"The winner is the original report's recommended config "
-                       f"({config_words(RECOMMENDED)}).")
-    if rec is None:
-        return text + "The original report's recommended config did not run in this sweep."
-    return text + (
-        f"Against the original report's recommended config ({config_words(RECOMMENDED)}, "
-        f"trial {rec['trial_id']}): {_gap(rec, winner, explain=False)}: " + {
-            "clear": "the sweep found a clearly better config.",
-            "modest": "the sweep's config is better, modestly.",
-            "tie": "no better than the recommendation within the sweep's noise.",
-        }[lead_reading(rec)])
+    text += (f"; {culled} of them culled by the scheduler, compared at their best so far."
+             if culled else ".")
+    return " ".join([text, *(_against(winner, b) for b in BASELINES)])
+
+
+def _against(winner: dict, baseline: Baseline) -> str:
+    label, config = baseline.label, config_words(baseline.config)
+    if winner.get(f"is_{baseline.key}"):
+        return f"The winner is {label} ({config})."
+    versus = winner.get(baseline.key)
+    if versus is None:
+        return f"{label[0].upper()}{label[1:]} ({config}) did not run in this sweep."
+    culled = (f", culled after {versus['epochs_run']} epochs: at its best so far"
+              if versus["culled"] else "")
+    return (f"Against {label} ({config}, trial {versus['trial_id']}{culled}): "
+            f"{_gap(versus, winner, explain=False)}: " + {
+                "clear": "the sweep found a clearly better config.",
+                "modest": "the sweep's config is better, modestly.",
+                "tie": "no better than it within the sweep's noise.",
+            }[lead_reading(versus)])
 
 
 def lead_summary(winner: dict) -> str:
     """The winner's standing in one line (the console's, after a sweep and ``analyze``).
     A runner-up that is a neighbour of the winner's config says where the search converged,
-    not which config wins, so the best clearly different config is named after it."""
+    not which config wins, so the best clearly different config is named after it; then the
+    baselines. A trial that is several of these is named once, with all its labels."""
     runner_up = winner.get("runner_up")
     compared = [("the runner-up", runner_up)]
     if runner_up and runner_up["neighbour"]:
         compared.append(("the best clearly different config", winner.get("best_other")))
-    compared.append(("the original report's recommended config", winner.get("recommended")))
-    parts = []
+    compared += [(b.label, winner.get(b.key)) for b in BASELINES]
+    labels: dict[str, list[str]] = {}  # trial id -> its labels, in order
+    trials: dict[str, dict] = {}
     for label, versus in compared:
         if versus:
-            noises = (f"{versus['gap_in_noise']:.1f} gap noises"
-                      if math.isfinite(versus["gap_in_noise"]) else "no noise estimate")
-            neighbour = ", a neighbour of the winner's config" if versus.get("neighbour") else ""
-            parts.append(f"+{versus['gap_pct']:.2f}% over {label} {versus['trial_id']} "
-                         f"({noises}: {lead_reading(versus)}{neighbour})")
-    if winner.get("is_recommended"):
-        parts.append("the winner is the original report's recommended config")
+            labels.setdefault(versus["trial_id"], []).append(label)
+            trials.setdefault(versus["trial_id"], versus)
+    parts = []
+    for trial_id, versus in trials.items():
+        noises = (f"{versus['gap_in_noise']:.1f} gap noises"
+                  if math.isfinite(versus["gap_in_noise"]) else "no noise estimate")
+        notes = [f"{noises}: {lead_reading(versus)}"]
+        if versus.get("neighbour"):
+            notes.append("a neighbour of the winner's config")
+        if versus["culled"]:
+            notes.append(f"culled after {versus['epochs_run']} epochs")
+        parts.append(f"+{versus['gap_pct']:.2f}% over {', '.join(labels[trial_id])} "
+                     f"{trial_id} ({', '.join(notes)})")
+    parts += [f"the winner is {b.label}" for b in BASELINES if winner.get(f"is_{b.key}")]
     readings = [lead_reading(v) for v in winner.get("versus") or []]
     if readings:
         parts.append(f"clearly ahead of {readings.count('clear')} of {len(readings)} other "

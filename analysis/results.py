@@ -97,13 +97,13 @@ class Experiment:
 
     def winner(self) -> dict[str, Any] | None:
         """The best trial and how far ahead it is: of the runner-up, of the best clearly
-        different config (``best_other``), of every other trial (``versus``) and of the
-        original report's recommended config (``recommended``, None if it did not run or
-        won: ``is_recommended``); read them with :func:`lead_reading`. None if no trial
-        finished, or if the trials trained at several lambdas: their losses weigh distortion
-        differently, so the lowest lambda's would always "win" (see :meth:`per_lambda`); or
-        if the experiment is a seed confirmation, judged over its seeds
-        (:func:`analysis.confirmation.compare`)."""
+        different config (``best_other``), of every other trial (``versus``) and of each
+        baseline (``search_spaces.BASELINES``: under its key, e.g. ``recommended``, None if
+        it did not run or won: ``is_recommended``); read them with :func:`lead_reading`.
+        None if no trial finished, or if the trials trained at several lambdas: their losses
+        weigh distortion differently, so the lowest lambda's would always "win" (see
+        :meth:`per_lambda`); or if the experiment is a seed confirmation, judged over its
+        seeds (:func:`analysis.confirmation.compare`)."""
         done = self.finished()
         if done.empty or len(self.lambdas) > 1 or self.options.get("confirm"):
             return None
@@ -130,9 +130,12 @@ class Experiment:
         others = [v for v, row in zip(out["versus"], rest) if not self.neighbours(best, row)]
         out["best_other"] = others[0] if others else None
         # ... and against what a user would have run without the sweep.
-        out["is_recommended"] = is_recommended(best)
-        out["recommended"] = next(
-            (v for v, row in zip(out["versus"], rest) if is_recommended(row)), None)
+        from search_spaces.presets import BASELINES
+
+        for baseline in BASELINES:
+            out[f"is_{baseline.key}"] = runs_config(best, baseline.config)
+            out[baseline.key] = next((v for v, row in zip(out["versus"], rest)
+                                      if runs_config(row, baseline.config)), None)
         return out
 
     def gap_noise(self, winner: str, others: list[str]) -> tuple[float, int]:
@@ -190,6 +193,7 @@ class Experiment:
             "gap_pct": 100 * gap / abs(float(best["best_loss"])),
             "gap_in_noise": gap / noise if noise and math.isfinite(noise) else math.nan,
             "culled": other["stop_reason"] == CULLED,
+            "epochs_run": int(other["epochs_run"]),
         }
 
     def neighbours(self, a: "pd.Series", b: "pd.Series") -> bool:
@@ -478,12 +482,9 @@ def lead_reading(versus: dict[str, Any]) -> str:
     return "modest"
 
 
-def is_recommended(trial: "pd.Series") -> bool:
-    """Whether a trial ran the original report's recommended config
-    (``search_spaces.presets.RECOMMENDED``: context-LR ratio 0.1, entropy model frozen)."""
-    from search_spaces.presets import RECOMMENDED
-
-    for key, value in RECOMMENDED.items():
+def runs_config(trial: "pd.Series", config: dict[str, Any]) -> bool:
+    """Whether a trial ran ``config`` (a baseline's knobs, e.g. ``search_spaces.RECOMMENDED``)."""
+    for key, value in config.items():
         mine = trial.get(key)
         if not _present(mine):
             return False

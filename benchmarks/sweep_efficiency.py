@@ -128,7 +128,7 @@ def experiment(run: dict, method: str, epochs: int):
         curve = curves[trial_id]
         ended = ("max epochs" if len(curve) == epochs else CULLED
                  if METHODS[method][1] != "fifo" else ALL_STOPPED)
-        rows.append({"trial_id": trial_id, "best_loss": min(curve),
+        rows.append({"trial_id": trial_id, "best_loss": min(curve), "epochs_run": len(curve),
                      "best_epoch": curve.index(min(curve)), "stop_reason": ended,
                      "family": trial["config"]["freeze_strategy"], **trial["config"]})
         per_epoch += [{"trial_id": trial_id, "epoch": e, "loss": v} for e, v in enumerate(curve)]
@@ -140,11 +140,12 @@ def experiment(run: dict, method: str, epochs: int):
 
 def report_readings(runs: dict[int, dict[str, dict]], epochs: int) -> dict[str, list[dict]]:
     """How the report reads each searched sweep's winner (``analysis.lead_reading``): its lead
-    over the runner-up and over the original report's recommended config, which every
+    over the runner-up and over the baselines (``search_spaces.BASELINES``), which every
     searched method runs first (preset ``optuna``), in the sweep's own gap noise."""
     from analysis.results import lead_reading
+    from search_spaces import BASELINES
 
-    readings: dict[str, list[dict]] = {"runner_up": [], "recommended": []}
+    readings: dict[str, list[dict]] = {"runner_up": [], **{b.key: [] for b in BASELINES}}
     for by_method in runs.values():
         for method, run in by_method.items():
             if method == "grid":
@@ -500,8 +501,10 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
         summary["report_readings"] = readings
         print(f"the report's reading of each searched sweep's winner "
               f"({len(readings['runner_up'])} sweeps), in the sweep's gap noise:")
-        for key, label in (("recommended", "the original report's recommended config"),
-                           ("runner_up", "the runner-up")):
+        from search_spaces import BASELINES
+
+        for key, label in [*((b.key, b.label) for b in BASELINES),
+                           ("runner_up", "the runner-up")]:
             rows = readings[key]
             if not rows:
                 continue

@@ -1,7 +1,8 @@
 """Search spaces and warm-start presets for Optuna (through Ray Tune's OptunaSearch)."""
 
-from search_spaces.presets import RECOMMENDED, preset_points
+from search_spaces.presets import BASELINES, PLAIN, RECOMMENDED, Baseline, preset_points
 from search_spaces.samplers import make_sampler, startup_trials
 from search_spaces.spaces import FineTuneSpace
 
-__all__ = ["FineTuneSpace", "RECOMMENDED", "make_sampler", "preset_points", "startup_trials"]
+__all__ = ["BASELINES", "Baseline", "FineTuneSpace", "PLAIN", "RECOMMENDED", "make_sampler",
+           "preset_points", "startup_trials"]

@@ -3,7 +3,10 @@
 Every preset is the same Optuna TPE search (seeded), warm-started with fixed points that
 run before TPE proposes its own:
 
-- ``optuna`` (default): the original report's recommended config (ratio 0.1, entropy frozen);
+- ``optuna`` (default): the two configs a user would run without a sweep, its baselines:
+  the original report's recommended config (ratio 0.1, entropy frozen) and plain
+  fine-tuning (one learning rate for every part, nothing frozen); the report measures the
+  winner against both;
 - ``seed-context-lr``: context ratios 1.0, 0.5, 0.1, 0.01 (entropy frozen);
 - ``seed-freeze``: none, entropy, and progressive unfreezing at epochs 100/200 of the
   report's 500-epoch progressive run (1/5 and 2/5 of the budget), scaled to this sweep's
@@ -14,6 +17,7 @@ run before TPE proposes its own:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from hpcm_tune.errors import InputError
@@ -21,6 +25,20 @@ from hpcm_tune.names import SEARCH_PRESETS
 
 REPORT_EPOCHS = 500  # the report's progressive run, which its unfreeze epochs 100 / 200 refer to
 RECOMMENDED: dict[str, Any] = {"context_lr_ratio": 0.1, "freeze_strategy": "entropy"}
+PLAIN: dict[str, Any] = {"context_lr_ratio": 1.0, "freeze_strategy": "none"}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A config that a sweep's winner is measured against: what a user would run without it."""
+
+    key: str  # its entry in ``analysis.Experiment.winner()``
+    label: str
+    config: dict[str, Any]
+
+
+BASELINES = (Baseline("recommended", "the original report's recommended config", RECOMMENDED),
+             Baseline("plain", "plain fine-tuning", PLAIN))
 
 
 def _context_lr_points() -> list[dict[str, Any]]:
@@ -53,7 +71,7 @@ def _freeze_points(max_epochs: int) -> list[dict[str, Any]]:
 def preset_points(preset: str, max_epochs: int) -> list[dict[str, Any]]:
     """The warm-start points of ``preset`` for an epoch budget of ``max_epochs``."""
     if preset == "optuna":
-        return [dict(RECOMMENDED)]
+        return [dict(b.config) for b in BASELINES]
     if preset == "seed-context-lr":
         return _context_lr_points()
     if preset == "seed-freeze":

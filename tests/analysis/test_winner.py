@@ -32,6 +32,7 @@ def _experiment(rows: list[tuple[str, float, str, float]], culled: tuple[str, ..
     trials = pd.DataFrame(
         [{"trial_id": t, "best_loss": loss, "best_epoch": EPOCHS - 1,
           "stop_reason": "culled by the scheduler" if t in culled else "epoch budget",
+          "epochs_run": 3 if t in culled else EPOCHS,
           "family": strategy, "freeze_strategy": strategy, "context_lr_ratio": ratio,
           "bpp": 0.1, "psnr": 30.0}
          for t, loss, strategy, ratio in rows])
@@ -174,7 +175,7 @@ def test_the_importance_says_how_many_trials_entered_at_a_rung():
 def test_a_recommended_config_within_the_noise_is_not_beaten():
     winner = _experiment(PLACED, jitter=0.004).winner()
     assert lead_reading(winner["recommended"]) == "tie"
-    assert "no better than the recommendation within the sweep's noise" in standing(winner)
+    assert "no better than it within the sweep's noise" in standing(winner)
 
 
 def test_the_recommended_config_as_winner_or_absent_is_said_so():
@@ -184,3 +185,27 @@ def test_the_recommended_config_as_winner_or_absent_is_said_so():
     absent = _experiment(PLACED[:3], jitter=0.0002).winner()
     assert absent["recommended"] is None
     assert "did not run in this sweep" in standing(absent)
+
+
+def test_plain_fine_tuning_is_the_second_baseline_and_a_trial_is_named_once():
+    # p runs plain fine-tuning (ratio 1, nothing frozen): the runner-up, a neighbour of w's
+    # config, and a baseline; f runs the recommended config and was culled after 3 epochs.
+    rows = [("w", 0.5500, "none", 0.93), ("p", 0.5504, "none", 1.0),
+            ("e", 0.5530, "entropy", 0.30), ("f", 0.5600, "entropy", 0.10)]
+    winner = _experiment(rows, culled=("f",), jitter=0.0002).winner()
+    assert winner["plain"]["trial_id"] == "p" and not winner["is_plain"]
+    line = lead_summary(winner)
+    assert line.count(" p (") == 1
+    assert "over the runner-up, plain fine-tuning p (" in line
+    assert "over the original report's recommended config f (" in line
+    assert "culled after 3 epochs)" in line
+    text = standing(winner)
+    assert ("Against plain fine-tuning (context_lr_ratio 1, freeze_strategy none, trial p): "
+            in text and "no better than it within the sweep's noise" in text)
+    assert "trial f, culled after 3 epochs: at its best so far)" in text
+    # Plain fine-tuning as the winner.
+    won = _experiment([("p", 0.5500, "none", 1.0), ("w", 0.5504, "none", 0.93), *rows[2:]],
+                      jitter=0.0002).winner()
+    assert won["is_plain"] and won["plain"] is None
+    assert "The winner is plain fine-tuning" in standing(won)
+    assert "the winner is plain fine-tuning" in lead_summary(won)

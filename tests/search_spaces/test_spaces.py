@@ -63,7 +63,9 @@ def test_too_small_budget_is_refused():
 
 
 def test_presets():
-    assert preset_points("optuna", 50) == [{"context_lr_ratio": 0.1, "freeze_strategy": "entropy"}]
+    # The default runs the baselines first: the report's recommendation, plain fine-tuning.
+    assert preset_points("optuna", 50) == [{"context_lr_ratio": 0.1, "freeze_strategy": "entropy"},
+                                           {"context_lr_ratio": 1.0, "freeze_strategy": "none"}]
     assert [p["context_lr_ratio"] for p in preset_points("seed-context-lr", 50)] == [
         1.0, 0.5, 0.1, 0.01]
     freeze = preset_points("seed-freeze", 500)  # the report's progressive run

@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hpcm_tune.errors import InputError
-from search_spaces import RECOMMENDED, startup_trials
+from search_spaces import PLAIN, RECOMMENDED, startup_trials
 from search_spaces.spaces import CONTEXT_LR_RANGE
 from tests.reliability.helpers import cli_error
 from trainables.spec import TrialSpec
@@ -82,7 +82,8 @@ def test_trials_outside_the_new_ratio_range_are_left_out(caplog, pretrained_tiny
     assert [t.user_attrs["warm_start_trial"] for t in told] == ["a", "b", "c", "d"]
     wide = _study(_options(pretrained_tiny_path, warm_start=warm, scheduler="fifo",
                            max_context_lr_ratio=4.0))
-    assert [t.user_attrs["warm_start_trial"] for t in wide.trials] == ["w", "a", "b", "c", "d"]
+    assert [t.user_attrs["warm_start_trial"] for t in wide.trials
+            if t.state == TrialState.COMPLETE] == ["w", "a", "b", "c", "d"]
 
 
 def _study(options: SweepOptions):
@@ -94,8 +95,10 @@ def test_the_same_task_is_told_and_what_it_ran_is_not_run_again(pretrained_tiny_
     told = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert [t.value for t in told] == [0.25, 0.26, 0.27, 0.3]
     assert [t.user_attrs["warm_start_trial"] for t in told] == ["a", "b", "c", "d"]
-    # The preset's point (the recommended config) was trial b: nothing left to run first.
-    assert not [t for t in study.trials if t.state == TrialState.WAITING]
+    # Of the preset's points, the recommended config was trial b: not run again; plain
+    # fine-tuning did not run: the one point left to run first.
+    waiting = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [PLAIN]
 
 
 def test_another_task_runs_its_best_configs_first(pretrained_tiny_path):
@@ -105,11 +108,11 @@ def test_another_task_runs_its_best_configs_first(pretrained_tiny_path):
     assert not [t for t in study.trials if t.state == TrialState.COMPLETE]  # no loss carried
     first = [t.system_attrs["fixed_params"] for t in study.trials
              if t.state == TrialState.WAITING]  # enqueued, not yet asked
-    # The preset's point, then as many of the earlier best configs as TPE's start-up (4 of
+    # The preset's points, then as many of the earlier best configs as TPE's start-up (4 of
     # 16 trials), the recommended config not twice.
     assert startup_trials(16) == 4
-    assert first == [RECOMMENDED, *[c for c in options.warm_start.best_configs(4, 12, CONTEXT_LR_RANGE)
-                                    if c != RECOMMENDED]]
+    assert first == [RECOMMENDED, PLAIN, *[
+        c for c in options.warm_start.best_configs(4, 12, CONTEXT_LR_RANGE) if c != RECOMMENDED]]
 
 
 def test_a_folder_that_is_no_sweep_is_refused(tmp_path, pretrained_tiny_path):
