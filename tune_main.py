@@ -115,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     _max_side_arg(run)
     _training_args(run, epochs=12)
     g = run.add_argument_group("search")
-    g.add_argument("--preset", default="optuna",
-                   choices=SEARCH_PRESETS)
+    g.add_argument("--preset", default="optuna", choices=SEARCH_PRESETS,
+                   help="the configs run first (default optuna: the two baselines, the "
+                   "report's recommendation and plain fine-tuning; see README)")
     g.add_argument("--wide-space", action="store_true", help="also search base_lr, h_multiplier")
     g.add_argument("--max-context-lr-ratio", type=float, default=1.0, metavar="R",
                    help="search context-LR ratios up to R (default 1, the report's range; "
