@@ -133,9 +133,9 @@ class Experiment:
         from search_spaces.presets import BASELINES
 
         for baseline in BASELINES:
-            out[f"is_{baseline.key}"] = runs_config(best, baseline.config)
-            out[baseline.key] = next((v for v, row in zip(out["versus"], rest)
-                                      if runs_config(row, baseline.config)), None)
+            out[f"is_{baseline.key}"] = baseline.ran_in(best)
+            out[baseline.key] = next(
+                (v for v, row in zip(out["versus"], rest) if baseline.ran_in(row)), None)
         return out
 
     def gap_noise(self, winner: str, others: list[str]) -> tuple[float, int]:
@@ -480,20 +480,6 @@ def lead_reading(versus: dict[str, Any]) -> str:
     if math.isfinite(in_noise) and in_noise >= CLEAR_NOISES:
         return "clear"
     return "modest"
-
-
-def runs_config(trial: "pd.Series", config: dict[str, Any]) -> bool:
-    """Whether a trial ran ``config`` (a baseline's knobs, e.g. ``search_spaces.RECOMMENDED``)."""
-    for key, value in config.items():
-        mine = trial.get(key)
-        if not _present(mine):
-            return False
-        if isinstance(value, str) or isinstance(mine, str):
-            if mine != value:
-                return False
-        elif not math.isclose(float(mine), value, rel_tol=1e-9):
-            return False
-    return True
 
 
 def _present(value: Any) -> bool:

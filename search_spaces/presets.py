@@ -17,6 +17,8 @@ run before TPE proposes its own:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +32,28 @@ PLAIN: dict[str, Any] = {"context_lr_ratio": 1.0, "freeze_strategy": "none"}
 
 @dataclass(frozen=True)
 class Baseline:
-    """A config that a sweep's winner is measured against: what a user would run without it."""
+    """A config that a sweep's winner is measured against: what a user would run without it.
+    A scheduler never culls it (``stoppers.scheduler``): a control is measured at full budget."""
 
     key: str  # its entry in ``analysis.Experiment.winner()``
     label: str
     config: dict[str, Any]
+
+    def ran_in(self, trial: Mapping[str, Any]) -> bool:
+        """Whether ``trial`` (a trial's config, or its row of the trials table) ran this."""
+        for key, value in self.config.items():
+            mine = trial.get(key)
+            if isinstance(value, str):
+                if mine != value:
+                    return False
+            elif not isinstance(mine, float | int) or not math.isclose(mine, value, rel_tol=1e-9):
+                return False  # absent, None or NaN (a knob this trial did not have) included
+        return True
+
+
+def is_baseline(trial: Mapping[str, Any]) -> bool:
+    """Whether ``trial`` ran one of :data:`BASELINES`."""
+    return any(b.ran_in(trial) for b in BASELINES)
 
 
 BASELINES = (Baseline("recommended", "the original report's recommended config", RECOMMENDED),

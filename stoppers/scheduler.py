@@ -13,6 +13,12 @@ at 1/9 of the budget, at 1/3, or one with no rung at all (Ray's softmax weights,
 at these sizes). It hedges against an early ranking that misleads, e.g. a faster learning
 rate that is behind after a few epochs and ahead at the end, at the price of more compute.
 
+Neither culls a baseline (``search_spaces.BASELINES``: the report's recommendation, plain
+fine-tuning), which the report measures the winner against: a baseline behind at a rung is
+still recorded there, as the other trials' yardstick, and trains on to its budget (or until
+the per-scale stopper ends it), so that the report's comparison is at full budget, not
+between a best-so-far after a few epochs and a winner's after all of them.
+
 Ray Tune leaves the scheduler out of its experiment state (ray #30838): after a killed
 driver, ``Tuner.restore`` starts from the ASHA pickled with the Tuner, with empty rungs.
 :class:`ResumableASHA` rebuilds them from what the trials reported (their ``result.json``),
@@ -34,6 +40,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import SCHEDULERS, SEARCHED_KNOBS
 from hpcm_tune.tune_files import RESULT_FILE, parse_results
+from search_spaces.presets import is_baseline
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +124,11 @@ class ResumableASHA(AsyncHyperBandScheduler):
                      trial.trial_id)
             self._culled_on_replay.discard(trial.trial_id)
             return TrialScheduler.STOP
-        return super().on_trial_result(tune_controller, trial, result)
+        action = super().on_trial_result(tune_controller, trial, result)
+        if action == TrialScheduler.STOP and is_baseline(trial.config):
+            log.info("trial %s runs a baseline: behind at a rung, but not culled", trial.trial_id)
+            return TrialScheduler.CONTINUE
+        return action
 
     def _replay(self) -> None:
         """Feed the restored trials' reports to the rungs in the order they were made."""
@@ -131,7 +142,8 @@ class ResumableASHA(AsyncHyperBandScheduler):
             bracket = self._trial_info[trial.trial_id]
             action = bracket.on_result(trial, result[TIME_ATTR],
                                        self._metric_op * result[self._metric])
-            if action == TrialScheduler.STOP and trial.status != trial.TERMINATED:
+            if (action == TrialScheduler.STOP and trial.status != trial.TERMINATED
+                    and not is_baseline(trial.config)):
                 self._culled_on_replay.add(trial.trial_id)
         log.info("ASHA rungs rebuilt from %d reports of %d restored trials: %s", len(reports),
                  len(trials), [{m: len(r) for m, r in self.bracket_rungs(i).items()}

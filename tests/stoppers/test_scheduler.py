@@ -78,3 +78,33 @@ def test_a_trial_joins_the_same_bracket_in_a_restarted_driver():
     assert first == brackets_in_a_new_driver() == [
         make_scheduler("hyperband", 12).bracket_of(c) for c in configs]
     assert len(set(first)) == 3
+
+
+@pytest.mark.parametrize("scheduler", ["asha", "hyperband"])
+def test_a_baseline_behind_at_a_rung_is_recorded_there_but_not_culled(scheduler):
+    """The report measures the winner against the baselines at full budget; the others are
+    culled as before, the baseline's loss among those they are ranked against."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from search_spaces import PLAIN, RECOMMENDED
+
+    asha = make_scheduler(scheduler, 12)
+    asha.set_search_properties("loss", "min")
+    lead = {"context_lr_ratio": 0.9, "freeze_strategy": "none", "seed": 0}
+    behind = [("recommended", {**RECOMMENDED, "seed": 0}), ("other", {**RECOMMENDED, "seed": 0,
+               "context_lr_ratio": 0.11}), ("plain", {**PLAIN, "seed": 0})]
+    trials = {name: Trial("hpcm", config=config, trial_id=name, stub=True)
+              for name, config in [("lead", lead), *behind]}
+    for trial in trials.values():
+        asha.on_trial_add(None, trial)
+    # Put them all in the first bracket (Hyperband's has rungs at 3 and 9), as ASHA's only one.
+    for trial in trials.values():
+        asha._trial_info[trial.trial_id] = asha._brackets[0]
+    rung = asha_grace_period(12)
+    actions = {name: asha.on_trial_result(None, trial, {TIME_ATTR: rung, "loss": loss})
+               for (name, trial), loss in zip(trials.items(), (0.30, 0.32, 0.32, 0.33))}
+    assert actions == {"lead": TrialScheduler.CONTINUE, "recommended": TrialScheduler.CONTINUE,
+                       "other": TrialScheduler.STOP, "plain": TrialScheduler.CONTINUE}
+    assert asha.bracket_rungs(0)[rung] == {"lead": 0.30, "recommended": 0.32, "other": 0.32,
+                                           "plain": 0.33}
