@@ -16,7 +16,7 @@ it. Only the search differs:
   every trial at full budget;
 - random+fifo, tpe+fifo: Optuna's random sampler / our TPE, every trial at full budget;
 - tpe+stopper: TPE, the per-scale stopper ends converged trials;
-- tpe+asha: TPE, ASHA culls trials behind at a rung (the CLI's default);
+- tpe+asha: TPE, ASHA culls trials behind at a rung, never a baseline (the CLI's default);
 - tpe+asha+stopper: TPE, ASHA and the per-scale stopper (``--stopper budget``);
 - tpe+hyperband: TPE, asynchronous Hyperband (ASHA's brackets, ``--scheduler hyperband``).
 
