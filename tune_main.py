@@ -393,8 +393,6 @@ def _check_numbers(args: argparse.Namespace) -> None:
 def _check_storage(storage: str, optuna_storage: str | None,
                    flag: str = "--storage-path") -> None:
     """Fail before any work when results or the Optuna study cannot be written."""
-    import os
-
     if not is_uri(storage):
         folder = Path(storage)
         while not folder.exists():  # probe the nearest existing folder; create nothing yet
