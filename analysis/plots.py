@@ -94,7 +94,7 @@ def plot_convergence(exp: "Experiment", trial_id: str, path: str | Path) -> Path
             share.plot(hist["epoch"], 100 * hist[f"dshare_{s}"], ":", color="tab:green")
             share.set_ylabel("its share of the\ndistortion (%, dotted)", color="tab:green",
                              fontsize=8)
-    axes[-1].set_xlabel("epoch")
+    axes[-1].set_xlabel("epoch (numbered from 0)")
     budget = trial.get("epochs")
     if _finite(budget):
         axes[-1].set_xlim(-0.5, float(budget) - 0.5)
@@ -121,7 +121,7 @@ def plot_loss_curves(exp: "Experiment", path: str | Path) -> Path | None:
                 label=fam if fam not in seen else None)
         ax.plot(hist["epoch"].iloc[-1], hist["loss"].iloc[-1], "x", color=_colour(fam))
         seen.add(fam)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch (numbered from 0)")
     ax.set_ylabel("validation loss (λ·255²·MSE + bpp)")
     ax.set_title("Validation loss of every trial (x = where the trial ended)")
     ax.grid(alpha=0.3)

@@ -223,8 +223,8 @@ def _winner_section(exp: Experiment, winner: dict | None, confirmation: dict | N
     return b + [
         ("pre", json.dumps(winner["config"], indent=2)),
         ("p", f"Trial {winner['trial_id']}: best validation loss "
-              f"{winner['best_loss']:.4f} at epoch {winner['best_epoch']} "
-              f"(bpp {row['bpp']:.4f}, PSNR {row['psnr']:.2f} dB, estimated rate). "
+              f"{winner['best_loss']:.4f} at epoch {winner['best_epoch']} (numbered from 0; "
+              f"bpp {row['bpp']:.4f}, PSNR {row['psnr']:.2f} dB, estimated rate). "
               f"Saved as `best_config.json` for `tune_main.py run --config`."),
         ("p", f"How sure: {confidence(winner)} {standing(winner)} "
               f"{winner['trials_finished']} trials finished; the best trial of each freeze "

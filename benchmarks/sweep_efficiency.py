@@ -248,7 +248,7 @@ def sensitivity(runs: list[dict]) -> dict:
 
 def early_rank_correlation(runs: list[dict], epochs: int) -> dict[int, list[float]]:
     """How well a trial's best-so-far loss after k epochs ranks the final best losses (what
-    a rung at epoch k relies on): Spearman's rho per full-budget run, for each k."""
+    a rung after k epochs relies on): Spearman's rho per full-budget run, for each k."""
     from scipy.stats import spearmanr
 
     rhos: dict[int, list[float]] = {}
@@ -482,7 +482,7 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
     rhos = early_rank_correlation(full_budget, args.epochs)
     if rhos:
         summary["early_rank_rho"] = rhos
-        print(f"ranking at epoch k vs the final best losses (Spearman rho over {len(full_budget)} "
+        print(f"ranking after k epochs vs the final best losses (Spearman rho over {len(full_budget)} "
               "full-budget runs, min..max): " + "; ".join(
                   f"k={k}: {min(v):+.2f}..{max(v):+.2f}" for k, v in sorted(rhos.items())))
     replayed = replay_study(runs, args.epochs)
