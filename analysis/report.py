@@ -56,6 +56,10 @@ def confidence(winner: dict) -> str:
             return text + "Every finished trial is such a neighbour: nothing else to compare."
         text += (f"The best clearly different config ({other['trial_id']}) is "
                  f"{_gap(other, winner)}. ")
+        if lead_reading(other) == "clear" and lead_reading(ru) != "clear":
+            return text + ("The winner and its neighbours are clearly ahead of the other "
+                           "configs of this sweep; which of them is best, the sweep's noise "
+                           "cannot tell (`tune_main.py confirm` can).")
         ru = other
     return text + {
         "tie": ("That is within what a different seed or validation crop can change: treat "
@@ -83,8 +87,8 @@ def standing(winner: dict) -> str:
     text = (f"Of the {len(versus)} other trials, the winner is clearly ahead of "
             f"{count('clear')}, modestly of {count('modest')} and tied with {count('tie')}")
     culled = sum(v["culled"] for v in versus)
-    text += (f"; {culled} of them culled by the scheduler, compared at their best so far."
-             if culled else ".")
+    text += (f"; {culled} of them culled by the scheduler, each compared with the winner "
+             "after as many epochs." if culled else ".")
     return " ".join([text, *(_against(winner, b) for b in BASELINES)])
 
 
@@ -95,8 +99,8 @@ def _against(winner: dict, baseline: Baseline) -> str:
     versus = winner.get(baseline.key)
     if versus is None:
         return f"{label[0].upper()}{label[1:]} ({config}) did not run in this sweep."
-    culled = (f", culled after {versus['epochs_run']} epochs: at its best so far"
-              if versus["culled"] else "")
+    culled = (f", culled after {versus['epochs_run']} epochs: compared with the winner after "
+              "as many" if versus["culled"] else "")
     return (f"Against {label} ({config}, trial {versus['trial_id']}{culled}): "
             f"{_gap(versus, winner, explain=False)}: " + {
                 "clear": "the sweep found a clearly better config.",
@@ -129,8 +133,9 @@ def lead_summary(winner: dict) -> str:
         if versus.get("neighbour"):
             notes.append("a neighbour of the winner's config")
         if versus["culled"]:
-            notes.append(f"culled after {versus['epochs_run']} epochs")
-        parts.append(f"+{versus['gap_pct']:.2f}% over {', '.join(labels[trial_id])} "
+            notes.append(f"culled after {versus['epochs_run']} epochs, compared with the "
+                         "winner after as many")
+        parts.append(f"{versus['gap_pct']:+.2f}% over {', '.join(labels[trial_id])} "
                      f"{trial_id} ({', '.join(notes)})")
     parts += [f"the winner is {b.label}" for b in BASELINES if winner.get(f"is_{b.key}")]
     readings = [lead_reading(v) for v in winner.get("versus") or []]
@@ -156,7 +161,10 @@ def _gap(versus: dict, winner: dict, explain: bool = True) -> str:
                  f"{NOISE_EPOCHS + 2} epochs or more)")
     else:
         noise = f"{versus['gap_in_noise']:.1f} times the gap noise"
-    return f"{versus['gap']:.4g} worse ({versus['gap_pct']:.3f}%; {noise})"
+    worse = "worse" if versus["gap"] >= 0 else "better"  # better: a trial culled while ahead
+    after = (f", both after {versus['after_epochs']} epochs" if versus.get("after_epochs")
+             else "")
+    return f"{abs(versus['gap']):.4g} {worse} ({abs(versus['gap_pct']):.3f}%{after}; {noise})"
 
 
 Block = tuple  # ("h1" | "h2" | "p" | "pre", text), ("table", frame, digits) or ("img", path)

@@ -183,18 +183,36 @@ class Experiment:
 
     def _versus(self, best: "pd.Series", other: "pd.Series", noise: float) -> dict[str, Any]:
         """``other`` against the winner: its config, loss and gap (absolute, %, in the
-        sweep's gap noise, :meth:`gap_noise`)."""
-        gap = float(other["best_loss"] - best["best_loss"])
+        sweep's gap noise, :meth:`gap_noise`).
+
+        A trial culled at a rung is compared with the winner after as many epochs
+        (``after_epochs``): the best loss of each over those epochs. Its own loss is a best so
+        far, and set against the winner's final best, the gap would mostly count the epochs
+        the culled trial never trained (dozens of noises after 3 epochs of 12)."""
+        culled = other["stop_reason"] == CULLED
+        after = int(other["epochs_run"]) if culled else None
+        if after is not None and after < int(best["epochs_run"]):
+            ours, theirs = (self._best_in_first(t, after)
+                            for t in (best["trial_id"], other["trial_id"]))
+        else:
+            after, ours, theirs = None, float(best["best_loss"]), float(other["best_loss"])
+        gap = theirs - ours
         return {
             "trial_id": other["trial_id"],
             "config": self.config_of(other),
             "best_loss": float(other["best_loss"]),
             "gap": gap,
-            "gap_pct": 100 * gap / abs(float(best["best_loss"])),
+            "gap_pct": 100 * gap / abs(ours),
             "gap_in_noise": gap / noise if noise and math.isfinite(noise) else math.nan,
-            "culled": other["stop_reason"] == CULLED,
+            "culled": culled,
             "epochs_run": int(other["epochs_run"]),
+            "after_epochs": after,
         }
+
+    def _best_in_first(self, trial_id: str, epochs: int) -> float:
+        """A trial's best loss over its first ``epochs`` epochs."""
+        history = self.history(trial_id)
+        return float(history["loss"].iloc[:epochs].min())
 
     def neighbours(self, a: "pd.Series", b: "pd.Series") -> bool:
         """Two trials of practically one config: the same freeze strategy, continuous knobs

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.report import (_importance_section, _trials_section, _winner_section, confidence,
-                             lead_summary, standing)
+from analysis.report import (_gap, _importance_section, _trials_section, _winner_section,
+                             confidence, lead_summary, standing)
 from analysis.results import Experiment, lead_reading
 
 
@@ -198,14 +198,58 @@ def test_plain_fine_tuning_is_the_second_baseline_and_a_trial_is_named_once():
     assert line.count(" p (") == 1
     assert "over the runner-up, plain fine-tuning p (" in line
     assert "over the original report's recommended config f (" in line
-    assert "culled after 3 epochs)" in line
+    assert "culled after 3 epochs, compared with the winner after as many)" in line
     text = standing(winner)
     assert ("Against plain fine-tuning (context_lr_ratio 1, freeze_strategy none, trial p): "
             in text and "no better than it within the sweep's noise" in text)
-    assert "trial f, culled after 3 epochs: at its best so far)" in text
+    assert "trial f, culled after 3 epochs: compared with the winner after as many)" in text
     # Plain fine-tuning as the winner.
     won = _experiment([("p", 0.5500, "none", 1.0), ("w", 0.5504, "none", 0.93), *rows[2:]],
                       jitter=0.0002).winner()
     assert won["is_plain"] and won["plain"] is None
     assert "The winner is plain fine-tuning" in standing(won)
     assert "the winner is plain fine-tuning" in lead_summary(won)
+
+
+def _curves(curves: dict[str, list[float]], culled: tuple[str, ...]) -> Experiment:
+    """Trials with these validation losses per epoch (their best loss: the curve's lowest)."""
+    epochs = [{"trial_id": t, "epoch": e, "loss": v}
+              for t, curve in curves.items() for e, v in enumerate(curve)]
+    trials = pd.DataFrame(
+        [{"trial_id": t, "best_loss": min(c), "best_epoch": c.index(min(c)),
+          "stop_reason": "culled by the scheduler" if t in culled else "epoch budget",
+          "epochs_run": len(c), "family": "none", "freeze_strategy": "none",
+          "context_lr_ratio": ratio, "bpp": 0.1, "psnr": 30.0}
+         for (t, c), ratio in zip(curves.items(), (0.9, 0.3, 0.02, 0.05, 0.1))])
+    return Experiment(path=Path("."), options={}, trials=trials, epochs=pd.DataFrame(epochs),
+                      searched=["context_lr_ratio", "freeze_strategy"])
+
+
+def test_a_culled_trial_is_compared_with_the_winner_after_as_many_epochs():
+    # The winner falls from 0.40 to 0.26 in 12 epochs; r runs beside it 0.002-0.004 behind
+    # (the noise's yardstick). c was culled after 3 epochs 0.002 behind the winner's best
+    # then (0.312 vs 0.310), a after 3 epochs 0.005 ahead of it: set against the winner's
+    # final best (0.26), both would be 0.05 behind, dozens of noises.
+    winner_curve = [0.40, 0.33, 0.310, 0.30, 0.29, 0.28, 0.275, 0.27, 0.267, 0.264, 0.262, 0.260]
+    runner_up = [v + (0.003 if e % 2 else 0.004) for e, v in enumerate(winner_curve)]
+    exp = _curves({"w": winner_curve, "r": runner_up, "c": [0.41, 0.335, 0.312],
+                   "a": [0.39, 0.32, 0.305]}, culled=("c", "a"))
+    winner = exp.winner()
+    versus = {v["trial_id"]: v for v in winner["versus"]}
+    assert versus["r"]["after_epochs"] is None and versus["r"]["gap"] > 0.0029
+    assert versus["c"]["after_epochs"] == 3 and versus["c"]["best_loss"] == 0.312
+    assert math.isclose(versus["c"]["gap"], 0.312 - 0.310)
+    assert math.isclose(versus["a"]["gap"], 0.305 - 0.310)
+    # The noise: r's gap to the winner alternates 0.004 / 0.003, its second differences
+    # +-0.002 (sd 0.00214 over 10 epochs), over sqrt(6): 0.00087. c is 2.3 noises behind.
+    assert 2.2 < versus["c"]["gap_in_noise"] < 2.4 and lead_reading(versus["c"]) == "clear"
+    assert lead_reading(versus["a"]) == "tie"  # culled while ahead: no sign the winner is better
+    line = lead_summary(winner)
+    assert "clearly ahead of 2 of 3 other trials, tied with 1" in line
+    text = standing(winner)
+    assert "2 of them culled by the scheduler, each compared with the winner after as many" in text
+    behind = {b[1]["trial_id"].iloc[i]: b[1]["behind_in_noise"].iloc[i]
+              for b in _trials_section(exp, winner) if b[0] == "table"
+              for i in range(len(b[1]))}
+    assert behind["a"] < 0 < behind["c"] < 2.4 < behind["r"]
+    assert _gap(versus["a"], winner).startswith("0.005 better (1.613%, both after 3 epochs; ")
