@@ -627,8 +627,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if not metrics:  # resumed at its epoch budget: nothing was run
         raise UsageError(f"--resume: the fine-tune in {out} already ran its {args.epochs} "
                          "epochs; pass a larger --epochs to continue it")
-    print(f"\nbest loss {metrics['best_loss']:.4f} at epoch {metrics['best_epoch']}; "
-          f"weights and state in {out.resolve()}")
+    print(f"\nbest loss {metrics['best_loss']:.4f} at epoch {metrics['best_epoch']} (numbered "
+          f"from 0); weights and state in {out.resolve()}")
     return 0
 
 

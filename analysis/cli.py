@@ -98,7 +98,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
           f"{int(total['epochs_budget'])} ({100 * total['epochs_saved_fraction']:.0f}% saved)")
     if winner is not None:
         print(f"winner {winner['trial_id']}: best loss {winner['best_loss']:.4f} at epoch "
-              f"{winner['best_epoch']}, config {winner['config']}")
+              f"{winner['best_epoch']} (numbered from 0), config {winner['config']}")
         print(lead_summary(winner))
         for folder, verdicts in result["confirmations"].items():  # `confirm` runs beside it
             print(f"seed confirmation {folder}: {verdicts}")

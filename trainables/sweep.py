@@ -182,8 +182,8 @@ def _optuna_search(options: SweepOptions):
     if space.max_context_lr_ratio > 1 and options.scheduler == "asha":
         log.warning("context-LR ratios above 1 with ASHA: its first rung ranks the trials "
                     "after %d epochs, before a faster learning rate pays off (on the demo task "
-                    "it culled every ratio from 1.1 to 3.8 at epoch 3, and ratio 2 wins by "
-                    "epoch 12); --scheduler fifo searches them fairly",
+                    "it culled every ratio from 1.1 to 3.8 after 3 epochs, and ratio 2 wins "
+                    "after 12); --scheduler fifo searches them fairly",
                     asha_grace_period(options.epochs))
     points = preset_points(options.preset, options.epochs)
     warm = options.warm_start
