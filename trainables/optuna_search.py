@@ -9,6 +9,7 @@ it, and tools that read the study (optuna-dashboard, importance) count it as liv
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import optuna
@@ -40,6 +41,14 @@ class ResumableOptunaSearch(OptunaSearch):
             log.warning("Optuna trial %d was asked for by the interrupted driver but never "
                         "recorded by Tune: marked FAIL, its parameters queued again",
                         trial.number)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # A trial restored from its checkpoint reports the epochs after it once more. Optuna
+        # keeps a step's first value, as it should, and warns about the repeat: expected here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning,
+                                    message="The reported value is ignored because this `step=")
+            super().on_trial_result(trial_id, result)
 
     def add_evaluated_point(self, parameters: dict, value: float, error: bool = False,
                             pruned: bool = False, intermediate_values: list[float] | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 
 import optuna
 import pytest
@@ -50,6 +51,20 @@ def test_restore_fails_the_trial_asked_after_the_last_checkpoint_and_asks_it_aga
     assert optuna.load_study(study_name="sweep", storage=url).best_value == 1.1
 
 
+def test_a_replayed_epoch_keeps_its_first_value_without_a_warning(tmp_path):
+    # A trial restored from its checkpoint reports the epochs after it again (Tune's
+    # training_iteration is the step): the study keeps the first report, and says nothing.
+    searcher = _searcher(f"sqlite:///{tmp_path / 'study.db'}")
+    searcher.suggest("t")
+    searcher.on_trial_result("t", {"best_loss": 1.5, "training_iteration": 1})
+    searcher.on_trial_result("t", {"best_loss": 1.4, "training_iteration": 2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        searcher.on_trial_result("t", {"best_loss": 1.45, "training_iteration": 2})
+    searcher.on_trial_result("t", {"best_loss": 1.3, "training_iteration": 3})
+    assert searcher._ot_study.trials[0].intermediate_values == {1: 1.5, 2: 1.4, 3: 1.3}
+
+
 def _told(objective) -> ResumableOptunaSearch:
     """A fresh sweep's searcher told 8 earlier results of ``objective`` (a warm start)."""
     searcher = ResumableOptunaSearch(space=FineTuneSpace(max_epochs=12), metric="best_loss",
@@ -72,7 +87,8 @@ def test_told_results_are_complete_trials_with_the_spaces_distributions():
     # The distributions the space gives these values: the context epoch's range follows h.
     assert last.distributions["unfreeze_context_epoch"] == IntDistribution(5, 11)
     # A value the space cannot hold, or a knob it needs but is missing, is refused: nothing told.
-    with pytest.raises(ValueError, match="unfreeze_context_epoch"):
+    with pytest.raises(ValueError, match="unfreeze_context_epoch"), \
+            pytest.warns(UserWarning, match="out of the range"):  # Optuna's FixedTrial warns first
         searcher.add_evaluated_point({**point, "unfreeze_context_epoch": 12}, 0.2)
     with pytest.raises(ValueError, match="freeze_strategy"):
         searcher.add_evaluated_point({"context_lr_ratio": 0.3}, 0.2)
