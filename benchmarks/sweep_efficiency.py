@@ -482,8 +482,8 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
     rhos = early_rank_correlation(full_budget, args.epochs)
     if rhos:
         summary["early_rank_rho"] = rhos
-        print(f"ranking after k epochs vs the final best losses (Spearman rho over {len(full_budget)} "
-              "full-budget runs, min..max): " + "; ".join(
+        print("ranking after k epochs vs the final best losses (Spearman rho over "
+              f"{len(full_budget)} full-budget runs, min..max): " + "; ".join(
                   f"k={k}: {min(v):+.2f}..{max(v):+.2f}" for k, v in sorted(rhos.items())))
     replayed = replay_study(runs, args.epochs)
     if replayed:

@@ -248,8 +248,7 @@ def test_a_culled_trial_is_compared_with_the_winner_after_as_many_epochs():
     assert "clearly ahead of 2 of 3 other trials, tied with 1" in line
     text = standing(winner)
     assert "2 of them culled by the scheduler, each compared with the winner after as many" in text
-    behind = {b[1]["trial_id"].iloc[i]: b[1]["behind_in_noise"].iloc[i]
-              for b in _trials_section(exp, winner) if b[0] == "table"
-              for i in range(len(b[1]))}
+    tables = [b[1] for b in _trials_section(exp, winner) if b[0] == "table"]
+    behind = tables[0].set_index("trial_id")["behind_in_noise"]
     assert behind["a"] < 0 < behind["c"] < 2.4 < behind["r"]
     assert _gap(versus["a"], winner).startswith("0.005 better (1.613%, both after 3 epochs; ")
