@@ -178,8 +178,8 @@ class ConsoleReporter(Callback):
             self.every, f"every {self.every}th epoch")
         trials = (f"{self.trials} trial{'s' if self.trials != 1 else ''}" if self.trials
                   else "trials")
-        self._print(f"{trials} of up to {self.epochs} epochs (numbered from 0); a line per trial at its start, "
-                    f"{nth} and its end (--verbose: Ray Tune's own output)")
+        self._print(f"{trials} of up to {self.epochs} epochs (numbered from 0); a line per trial "
+                    f"at its start, {nth} and its end (--verbose: Ray Tune's own output)")
 
     def _prefix(self, trial) -> str:
         return f"[{trial.trial_id}]"
