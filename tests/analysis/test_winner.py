@@ -116,6 +116,10 @@ def test_trials_culled_early_give_no_noise_estimate():
     assert math.isnan(winner["noise"]) and winner["noise_trials"] == 0
     text = confidence(winner)
     assert "no noise estimate" in text and "modest" in text
+    # The one-line summary does not count trials as "clearly ahead of 0" for want of a yardstick.
+    line = lead_summary(winner)
+    assert "no noise estimate to judge the 3 other trials by" in line
+    assert "clearly ahead of" not in line
 
 
 # f runs the original report's recommended config (ratio 0.1, entropy frozen).
