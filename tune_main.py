@@ -25,7 +25,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from analysis import cli as analysis_cli  # argparse only; heavy imports stay in the commands
 from hpcm_tune.errors import HpcmTuneError, InputError, UsageError
@@ -237,18 +237,25 @@ def _stopper_settings(args: argparse.Namespace) -> dict | None:
     return settings
 
 
-def _start_checkpoint(args: argparse.Namespace) -> tuple[str, str, str]:
-    """The checkpoint file trials start from, its kind and its preset, validated once here
-    rather than in every trial. Any checkpoint the project wrote is accepted: a model file,
-    a training state (``trial_state.pt``, ``best.pt``) or the folder holding one (see
+class StartModel(NamedTuple):
+    path: str
+    kind: str  # "project" or "official"
+    preset: str
+    pad_multiple: int  # the image sides the model codes are multiples of
+
+
+def _start_checkpoint(args: argparse.Namespace) -> StartModel:
+    """The checkpoint file trials start from, validated once here rather than in every
+    trial. Any checkpoint the project wrote is accepted: a model file, a training state
+    (``trial_state.pt``, ``best.pt``) or the folder holding one (see
     ``analysis.evaluate.resolve_checkpoint``)."""
     if args.checkpoint is None:
         if args.model != "tiny":
             raise UsageError(f"fine-tuning {args.model} needs a trained checkpoint: pass "
                              "--checkpoint PATH (add --official for a LIC-HPCM file)")
-        from trainables.pretrain import pretrained_tiny
+        from trainables.pretrain import TINY_PAD_MULTIPLE, pretrained_tiny
 
-        return str(pretrained_tiny()), "project", "tiny"
+        return StartModel(str(pretrained_tiny()), "project", "tiny", TINY_PAD_MULTIPLE)
     given = Path(args.checkpoint).expanduser().resolve()
     if not given.exists():
         raise UsageError(f"checkpoint file not found: {given}")
@@ -257,13 +264,13 @@ def _start_checkpoint(args: argparse.Namespace) -> tuple[str, str, str]:
 
     path = Path(resolve_checkpoint(given).path)  # a folder: the checkpoint file it holds
     if args.official:
-        hpcm.load_official_checkpoint(path, variant=args.model)
-        return str(path), "official", args.model
+        model = hpcm.load_official_checkpoint(path, variant=args.model)
+        return StartModel(str(path), "official", args.model, model.config.pad_multiple)
     model = hpcm.load_model(path)
     if model.config.name != args.model:
         log.info("the checkpoint is a %s model; --model %s ignored", model.config.name,
                  args.model)
-    return str(path), "project", model.config.name
+    return StartModel(str(path), "project", model.config.name, model.config.pad_multiple)
 
 
 def _trial_spec(args: argparse.Namespace) -> TrialSpec:
@@ -279,10 +286,14 @@ def _trial_spec(args: argparse.Namespace) -> TrialSpec:
             from trainables.data import check_image_folder
 
             check_image_folder(folder, args.crop_size if name == "train_dir" else None)
-    checkpoint, kind, preset = _start_checkpoint(args)
+    checkpoint, kind, preset, multiple = _start_checkpoint(args)
     if args.lmbda is None:  # asked only now: a bad checkpoint is the first thing to report
         raise UsageError("--lmbda is required with --checkpoint: the rate-distortion lambda "
                          "to fine-tune at (e.g. 0.0067 for HPCM_Base_0.0067)")
+    if args.crop_size % multiple:  # else every trial fails at its first batch
+        raise UsageError(f"--crop-size {args.crop_size}: the {preset} model codes images whose "
+                         f"sides are multiples of {multiple}; pass --crop-size "
+                         f"{max(multiple, args.crop_size - args.crop_size % multiple)}")
     _warn_large_validation_images(args, preset)
     # finetune's fixed knobs; run's are searched (base_lr too when given)
     knobs = {k: getattr(args, k) for k in SEARCHED_KNOBS if getattr(args, k, None) is not None}
@@ -697,8 +708,12 @@ def _print_summary(summary: dict, wall_s: float) -> None:
     print(f"trials: {summary['trials']} ({summary['errors']} errored, "
           f"{summary['stopped_early']} stopped early by the per-scale stopper, "
           f"{summary['culled']} culled by the scheduler)")
-    print(f"epochs used: {summary['epochs_used']} of {summary['epochs_budget']} "
-          f"(compute saved: {summary['compute_saved']:.0%})")
+    if summary["errors"] == summary["trials"]:
+        saved = "every trial errored: its error.txt says why"
+    else:
+        saved = f"compute saved: {summary['compute_saved']:.0%}" + (
+            ", the errored trials' unrun epochs included" if summary["errors"] else "")
+    print(f"epochs used: {summary['epochs_used']} of {summary['epochs_budget']} ({saved})")
     if "best_config" in summary:
         print(f"best loss: {summary['best_loss']:.4f}")
         print(f"best config: {json.dumps(summary['best_config'])}")

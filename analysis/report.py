@@ -139,12 +139,13 @@ def lead_summary(winner: dict) -> str:
                      f"{trial_id} ({', '.join(notes)})")
     parts += [f"the winner is {b.label}" for b in BASELINES if winner.get(f"is_{b.key}")]
     readings = [lead_reading(v) for v in winner.get("versus") or []]
+    others = f"{len(readings)} other trial{'s' if len(readings) != 1 else ''}"
     if readings and not math.isfinite(winner["noise"]):
-        parts.append(f"no noise estimate to judge the {len(readings)} other trials by: none "
-                     f"trained {NOISE_EPOCHS + 2} epochs or more beside the winner")
+        parts.append(f"no noise estimate to judge the {others} by: none trained "
+                     f"{NOISE_EPOCHS + 2} epochs or more beside the winner")
     elif readings:
-        parts.append(f"clearly ahead of {readings.count('clear')} of {len(readings)} other "
-                     f"trials, tied with {readings.count('tie')}")
+        parts.append(f"clearly ahead of {readings.count('clear')} of {others}, tied with "
+                     f"{readings.count('tie')}")
     return "lead: " + "; ".join(parts) if parts else "lead: no other trial finished"
 
 

@@ -152,6 +152,20 @@ def test_unknown_choices_are_refused_by_argparse(capsys):
         assert "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("errors, expected", [
+    (0, "epochs used: 4 of 12 (compute saved: 67%)"),
+    (1, "epochs used: 4 of 12 (compute saved: 67%, the errored trials' unrun epochs included)"),
+    (2, "epochs used: 4 of 12 (every trial errored: its error.txt says why)"),
+])
+def test_the_summary_calls_no_unrun_epoch_of_an_errored_trial_plainly_saved(errors, expected,
+                                                                             capsys):
+    # Trials that errored before their budget leave epochs unrun: not what a scheduler saved.
+    tune_main._print_summary({"trials": 2, "errors": errors, "stopped_early": 0, "culled": 0,
+                              "epochs_used": 4, "epochs_budget": 12, "compute_saved": 2 / 3,
+                              "path": "results/x"}, 1.0)
+    assert expected in capsys.readouterr().out
+
+
 def test_corrupt_checkpoint_is_refused(tmp_path, capsys):
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"\x80\x02not a checkpoint")
@@ -232,7 +246,7 @@ def test_the_projects_own_checkpoints_are_accepted_as_starting_points(
         for command in ("run", "finetune"):
             args = tune_main.build_parser().parse_args([command, "--checkpoint", str(given)])
             assert tune_main._start_checkpoint(args) == (str(expected.resolve()), "project",
-                                                         "tiny"), given
+                                                         "tiny", 128), given
 
     # A fine-tune from a finetune folder, with a validation folder only (training on the
     # bundled photos) whose image is downsized by --max-side.

@@ -36,6 +36,10 @@ PRETRAIN_RECIPE = FineTuneConfig(
     seed=1234,
 )
 
+#: ``hpcm.PRESETS["tiny"].pad_multiple``: the demo's crop sizes are checked with it before a
+#: sweep starts, where importing the model (torch, compressai) would cost seconds (tested).
+TINY_PAD_MULTIPLE = 128
+
 
 def model_file_name(recipe: FineTuneConfig) -> str:
     """``tiny-pretrained-<hash of the recipe>.pt``: another recipe, another file."""

@@ -358,6 +358,9 @@ def _too_many_gpus() -> str:
     (["--epochs", "1"], "--epochs 1: the search space needs at least 3 epochs"),
     (["--gpus-per-trial", "GPUS"], "but this machine has"),
     (["--cpus-per-trial", str((os.cpu_count() or 1) + 1)], "--cpus-per-trial"),
+    # tiny codes sides that are multiples of 128: every trial would fail at its first batch.
+    (["--crop-size", "192"], "--crop-size 192: the tiny model codes images whose sides are "
+                             "multiples of 128; pass --crop-size 128"),
 ])
 def test_run_refuses_what_the_local_machine_cannot_do_before_ray_starts(
         extra, message, tmp_path, photo_dirs, pretrained_tiny_path):
@@ -433,7 +436,7 @@ def _copy(out: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("change, flag", [
     (["--lmbda", "0.01"], "--lmbda 0.01 (it ran with 0.0483)"),
-    (["--crop-size", "96"], "--crop-size 96 (it ran with 128)"),
+    (["--crop-size", "256"], "--crop-size 256 (it ran with 128)"),
     (["--context-lr-ratio", "0.5"], "--context-lr-ratio 0.5 (it ran with 0.1)"),
     (["--freeze-strategy", "none"], "--freeze-strategy none (it ran with entropy)"),
     (["--val-dir", "TRAIN"], "--val-dir"),
