@@ -432,14 +432,20 @@ def _start_deltas(points: "pd.DataFrame") -> "pd.DataFrame":
     return pd.DataFrame(rows, columns=["label", "start", "bpp_change_pct", "psnr_change_db"])
 
 
-def format_cell(v: Any, digits: int = 3) -> str:
-    """A table cell: floats to ``digits`` decimals (NaN as n/a), anything else as str."""
+def format_cell(v: Any, digits: int | None = 3) -> str:
+    """A table cell: floats to ``digits`` decimals, or ``None``: their significant digits
+    (lambdas such as 0.0003); NaN as n/a; anything else as str."""
     if isinstance(v, float):
-        return "n/a" if math.isnan(v) else f"{v:.{digits}f}"
+        return "n/a" if math.isnan(v) else f"{v:g}" if digits is None else f"{v:.{digits}f}"
     return str(v)
 
 
-def markdown_table(df: "pd.DataFrame", digits: dict[str, int] | None = None) -> str:
+#: Digits of the evaluation's own table (``evaluate`` and the sweep report).
+RD_DIGITS: dict[str, int | None] = {"lmbda": None, "bpp": 4, "est_bpp": 4, "bits_gap_pct": 2,
+                                    "psnr": 2, "ms_ssim": 4, "encode_s": 2, "decode_s": 2}
+
+
+def markdown_table(df: "pd.DataFrame", digits: dict[str, int | None] | None = None) -> str:
     """A GitHub markdown table (no extra dependency)."""
     digits = digits or {}
     cols = list(df.columns)
@@ -455,13 +461,13 @@ def summary_markdown(result: dict[str, Any]) -> str:
     own = points[points["curve"].isin([CURVE, START])][
         ["curve", "label", "lmbda", "bpp", "est_bpp", "bits_gap_pct", "psnr", "ms_ssim",
          "ms_ssim_images", "encode_s", "decode_s"]]
-    parts = [f"# Evaluation ({len(meta['images'])} images: {meta['data']})", "",
+    count = len(meta["images"])
+    parts = [f"# Evaluation ({count} image{'s' if count != 1 else ''}: {meta['data']})", "",
              "Real bitstreams: bpp = 8 x bytes / original pixels; PSNR / MS-SSIM on the decoded "
              "8-bit image; `bits_gap_pct` = (actual - estimated) / estimated bits. MS-SSIM "
              "is the mean over the `ms_ssim_images` images above 160 pixels a side (it is "
              "undefined for smaller ones).", "",
-             markdown_table(own, {"bpp": 4, "est_bpp": 4, "bits_gap_pct": 2, "psnr": 2,
-                                  "ms_ssim": 4, "encode_s": 2, "decode_s": 2}), ""]
+             markdown_table(own, RD_DIGITS), ""]
     if not bd_table.empty:
         parts += ["## BD-rate of the checkpoints' curve (pchip; negative = fewer bits)", "",
                   markdown_table(bd_table[["anchor", "test_points", "anchor_points",
@@ -475,6 +481,6 @@ def summary_markdown(result: dict[str, Any]) -> str:
         parts += ["## Codec anchors", "",
                   markdown_table(anchors[["curve", "quality", "bpp", "psnr", "ms_ssim",
                                           "encode_s", "decode_s"]],
-                                 {"bpp": 4, "psnr": 2, "ms_ssim": 4, "encode_s": 3,
-                                  "decode_s": 3}), ""]
+                                 {"quality": None, "bpp": 4, "psnr": 2, "ms_ssim": 4,
+                                  "encode_s": 3, "decode_s": 3}), ""]
     return "\n".join(parts)

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.evaluate import format_cell, markdown_table
+from analysis.evaluate import RD_DIGITS, format_cell, markdown_table
 from analysis.results import NEIGHBOUR_FACTOR, NOISE_EPOCHS, lead_reading
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import CULLED, SCALES
@@ -254,8 +254,7 @@ def _per_lambda_section(exp: Experiment) -> list[Block]:
                   "lambda's best epoch (estimated rate); `tune_main.py evaluate` on the "
                   "trials' checkpoints codes real bitstreams and gives BD-rates against "
                   "codecs."),
-            ("table", exp.per_lambda().assign(lmbda=lambda t: t["lmbda"].map("{:g}".format)),
-             {"best_loss": 4, "bpp": 4, "psnr": 2})]
+            ("table", exp.per_lambda(), {"lmbda": None, "best_loss": 4, "bpp": 4, "psnr": 2})]
 
 
 def _confirmation_section(result: dict) -> list[Block]:
@@ -372,8 +371,7 @@ def _rate_distortion_section(exp: Experiment, evaluation: Path | None,
     keep = [c for c in ("curve", "label", "lmbda", "bpp", "est_bpp", "bits_gap_pct", "psnr",
                         "ms_ssim", "encode_s", "decode_s") if c in own]
     b.append(("p", f"From `{evaluation}` (real bitstreams; see its summary.md)."))
-    b.append(("table", own[keep], {"bpp": 4, "est_bpp": 4, "bits_gap_pct": 2, "psnr": 2,
-                                   "ms_ssim": 4, "encode_s": 2, "decode_s": 2}))
+    b.append(("table", own[keep], RD_DIGITS))
     if (evaluation / "bd.csv").is_file():
         bd_table = pd.read_csv(evaluation / "bd.csv").fillna({"note": ""})
         b.append(("p", "BD-rate (%) and BD-PSNR (dB) of the fine-tuned curve against each "
@@ -413,7 +411,7 @@ def _inline_code(text: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
-def _html_table(df, digits: dict[str, int]) -> str:
+def _html_table(df, digits: dict[str, int | None]) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     rows = []
     for _, r in df.iterrows():

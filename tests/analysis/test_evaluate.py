@@ -110,3 +110,13 @@ def test_evaluate_refuses_to_overwrite_an_earlier_evaluation(tmp_path, pretraine
     assert tune_main.main(argv + ["--overwrite"]) == 0
     assert not (out / "anchors_per_image.csv").exists()  # nothing of the earlier run is left
     assert (out / "evaluation.json").stat().st_mtime_ns > written
+
+
+def test_the_evaluation_table_gives_a_lambda_in_full():
+    # The demo's lambda, 0.0003, read "0.000" at the tables' usual 3 decimals.
+    import pandas as pd
+
+    from analysis.evaluate import RD_DIGITS, markdown_table
+
+    table = markdown_table(pd.DataFrame({"lmbda": [0.0003], "bpp": [0.123456]}), RD_DIGITS)
+    assert table.splitlines()[-1] == "| 0.0003 | 0.1235 |"
