@@ -601,7 +601,8 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
 def _sweep(address: str | None, dashboard: bool, fit, verbose: bool = False) -> int:
     """Run ``fit() -> (ResultGrid, SweepOptions)`` on Ray and print the summary; exit status
-    1 when every trial errored. Unless ``verbose``, the workers' output stays in Ray's logs."""
+    1 when every trial errored, 130 when interrupted (Ctrl-C). Unless ``verbose``, the
+    workers' output stays in Ray's logs."""
     import ray
 
     from trainables.sweep import summarize
@@ -619,6 +620,8 @@ def _sweep(address: str | None, dashboard: bool, fit, verbose: bool = False) -> 
         _print_summary(summary, time.perf_counter() - start)
     finally:
         ray.shutdown()
+    if summary["interrupted"]:
+        return 130  # the shell's status for Ctrl-C
     return 1 if summary["trials"] and summary["errors"] == summary["trials"] else 0
 
 
@@ -704,11 +707,18 @@ def _from_here(path: str) -> str:
 
 
 def _print_summary(summary: dict, wall_s: float) -> None:
-    print("\n=== sweep finished in %.0f s ===" % wall_s)
+    ended = ("interrupted after %.0f s: `resume` (below) continues it" if summary["interrupted"]
+             else "finished in %.0f s") % wall_s
+    print(f"\n=== sweep {ended} ===")
+    cut = [f"{summary[key]} {words}" for key, words in (
+        ("budget_stopped", "stopped when the sweep's budget was spent"),
+        ("interrupted", "interrupted")) if summary[key]]
     print(f"trials: {summary['trials']} ({summary['errors']} errored, "
           f"{summary['stopped_early']} stopped early by the per-scale stopper, "
-          f"{summary['culled']} culled by the scheduler)")
-    if summary["errors"] == summary["trials"]:
+          f"{summary['culled']} culled by the scheduler{''.join(', ' + c for c in cut)})")
+    if summary["interrupted"]:
+        saved = "so far"
+    elif summary["errors"] == summary["trials"]:
         saved = "every trial errored: its error.txt says why"
     else:
         saved = f"compute saved: {summary['compute_saved']:.0%}" + (

@@ -130,3 +130,15 @@ class AllScalesStopper(Stopper):
         if self.max_trial_epochs is not None and self.trial_epochs >= self.max_trial_epochs:
             return True
         return self.max_device_hours is not None and self.device_hours >= self.max_device_hours
+
+
+def budget_spent(latest: Mapping[str, Mapping[str, Any]], max_trial_epochs: int | None,
+                 max_device_hours: float | None) -> bool:
+    """Whether the trials' latest results (trial id -> result) spend a sweep's compute budget,
+    counted as :meth:`AllScalesStopper.stop_all` counts it. Tune ends the trials still running
+    alike when the budget is spent and when the sweep is interrupted (Ctrl-C): this tells
+    which, after the fact (a restored sweep's stopper lives in its controller only)."""
+    stopper = AllScalesStopper(max_trial_epochs, max_device_hours)
+    for trial_id, result in latest.items():
+        stopper._account(trial_id, result)
+    return stopper.stop_all()

@@ -33,13 +33,16 @@ KNOBS = ("context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch", "unfreeze_co
 
 
 class KillDriverOnce(Callback):
-    """SIGKILL the driver itself when its ``trial_number``-th trial (in the order of their
-    first reports) reports ``trained_epochs``. Once: ``marker`` records the kill (the trial's
-    id), so a resumed driver, which unpickles this callback with the experiment, goes on."""
+    """SIGKILL the driver itself (or send it ``sig``: SIGINT is a user's Ctrl-C) when its
+    ``trial_number``-th trial (in the order of their first reports) reports
+    ``trained_epochs``. Once: ``marker`` records the kill (the trial's id), so a resumed
+    driver, which unpickles this callback with the experiment, goes on."""
 
-    def __init__(self, trial_number: int, trained_epochs: int, marker: Path) -> None:
+    def __init__(self, trial_number: int, trained_epochs: int, marker: Path,
+                 sig: int = signal.SIGKILL) -> None:
         self.trial_number, self.trained_epochs, self.marker = (
             trial_number, trained_epochs, Path(marker))
+        self.sig = sig
         self.started: list[str] = []
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -50,7 +53,7 @@ class KillDriverOnce(Callback):
                 and result["trained_epochs"] == self.trained_epochs
                 and not self.marker.exists()):
             self.marker.write_text(trial.trial_id)
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.sig)
 
 
 _DRIVER = """\
@@ -70,18 +73,27 @@ run_sweep(options, callbacks=[killer])
 """
 
 
-def _killed(how: str, what, killer: KillDriverOnce, timeout: float) -> None:
+def _killed(how: str, what, killer: KillDriverOnce, timeout: float,
+            status: int = -signal.SIGKILL) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-c", _DRIVER,
                            pickle.dumps((killer, how, what)).hex()],
                           cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == -signal.SIGKILL, (
+    assert proc.returncode == status, (
         f"the driver was not killed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     assert killer.marker.is_file()
+    return proc
 
 
 def kill_cli_run(argv: list[str], killer: KillDriverOnce, timeout: float = 300) -> None:
     """``tune_main.py`` with ``argv`` (a ``run``) in a subprocess, killed by ``killer``."""
     _killed("cli", list(argv), killer, timeout)
+
+
+def interrupt_cli_run(argv: list[str], killer: KillDriverOnce, timeout: float = 300
+                      ) -> subprocess.CompletedProcess:
+    """``tune_main.py`` with ``argv`` in a subprocess that ``killer`` (with ``sig=SIGINT``)
+    interrupts as Ctrl-C does: the CLI ends the sweep itself, with exit status 130."""
+    return _killed("cli", list(argv), killer, timeout, status=130)
 
 
 def kill_sweep(address: str, options, killer: KillDriverOnce, timeout: float = 300) -> None:

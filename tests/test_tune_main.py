@@ -152,18 +152,23 @@ def test_unknown_choices_are_refused_by_argparse(capsys):
         assert "invalid choice" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("errors, expected", [
-    (0, "epochs used: 4 of 12 (compute saved: 67%)"),
-    (1, "epochs used: 4 of 12 (compute saved: 67%, the errored trials' unrun epochs included)"),
-    (2, "epochs used: 4 of 12 (every trial errored: its error.txt says why)"),
+@pytest.mark.parametrize("errors, interrupted, expected", [
+    (0, 0, "epochs used: 4 of 12 (compute saved: 67%)"),
+    (1, 0, "epochs used: 4 of 12 (compute saved: 67%, the errored trials' unrun epochs "
+           "included)"),
+    (2, 0, "epochs used: 4 of 12 (every trial errored: its error.txt says why)"),
+    (0, 2, "epochs used: 4 of 12 (so far)"),
 ])
-def test_the_summary_calls_no_unrun_epoch_of_an_errored_trial_plainly_saved(errors, expected,
-                                                                             capsys):
-    # Trials that errored before their budget leave epochs unrun: not what a scheduler saved.
+def test_the_summary_calls_no_unrun_epoch_plainly_saved(errors, interrupted, expected, capsys):
+    # Trials that errored or were interrupted leave epochs unrun: not what a scheduler saved.
     tune_main._print_summary({"trials": 2, "errors": errors, "stopped_early": 0, "culled": 0,
+                              "budget_stopped": 0, "interrupted": interrupted,
                               "epochs_used": 4, "epochs_budget": 12, "compute_saved": 2 / 3,
                               "path": "results/x"}, 1.0)
-    assert expected in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert expected in out
+    assert ("=== sweep interrupted after 1 s" in out) == bool(interrupted)
+    assert ("2 interrupted)" in out) == bool(interrupted)
 
 
 def test_corrupt_checkpoint_is_refused(tmp_path, capsys):

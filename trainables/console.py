@@ -105,17 +105,21 @@ class ConsoleReporter(Callback):
         every: print every n-th epoch; default: :func:`every_nth_epoch`.
         knobs: config keys to show at a trial's start (those present).
         scheduler: the sweep's scheduler (``hpcm_tune.names.SCHEDULERS``).
+        budget_epochs, budget_device_hours: the sweep's compute budget (None: none); a
+            trial that the sweep's end stops is said to be stopped by it only when spent.
         stream: where to print (default: ``sys.stdout`` at the time of printing).
     """
 
     def __init__(self, epochs: int, trials: int | None = None, every: int | None = None,
                  knobs: tuple[str, ...] = SEARCHED_KNOBS, scheduler: str = "fifo",
+                 budget_epochs: int | None = None, budget_device_hours: float | None = None,
                  stream: IO[str] | None = None) -> None:
         self.epochs = epochs
         self.trials = trials
         self.fixed_every = every
         self.knobs = tuple(knobs)
         self.scheduler = scheduler
+        self.budget = (budget_epochs, budget_device_hours)
         self.stream = stream
         self._started: set[str] = set()
         self._ended: set[str] = set()
@@ -166,10 +170,15 @@ class ConsoleReporter(Callback):
         self._safely(self._end, trial, ERROR)
 
     def on_experiment_end(self, trials, **info) -> None:
-        # Trials stopped because the sweep's own budget ran out get no complete callback.
+        # Trials still running when the sweep ends get no complete callback: its budget was
+        # spent, or it was interrupted (Ctrl-C).
+        from stoppers.tune_stopper import budget_spent
+
+        latest = {t.trial_id: t.last_result for t in trials
+                  if "training_iteration" in (t.last_result or {})}
+        reason = SWEEP_STOPPED if budget_spent(latest, *self.budget) else INTERRUPTED
         for trial in trials:
             if trial.trial_id in self._started and trial.trial_id not in self._ended:
-                reason = SWEEP_STOPPED if trial.status == "TERMINATED" else INTERRUPTED
                 self._safely(self._end, trial, reason)
 
     # -- lines ---------------------------------------------------------------------------
@@ -284,7 +293,8 @@ def with_console(options, callbacks: list | None, verbose: bool) -> list:
     knobs = (options.searched + (("lmbda",) if options.lambdas else ())
              + (("seed",) if options.confirm else ()))
     return [ConsoleReporter(epochs=options.epochs, trials=trials, knobs=knobs,
-                            scheduler=options.scheduler), *callbacks]
+                            scheduler=options.scheduler, budget_epochs=options.budget_epochs,
+                            budget_device_hours=options.budget_device_hours), *callbacks]
 
 
 def tune_verbosity(verbose: bool):
@@ -308,7 +318,7 @@ def set_restored_console(tuner, options, verbose: bool) -> None:
 
 
 class _DropMessage(logging.Filter):
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str | tuple[str, ...]) -> None:
         super().__init__()
         self.prefix = prefix
 
@@ -320,8 +330,9 @@ class _DropMessage(logging.Filter):
 #: trial (the console prints its last line and where error.txt is); Tune's legacy output
 #: engine, the one that ``verbose=0`` silences (the new one prints an experiment box anyway).
 QUIET_ENV = {"TUNE_PRINT_ALL_TRIAL_ERRORS": "0", "RAY_AIR_NEW_OUTPUT": "0"}
-#: Tune's last log line; the summary says where the results are.
-QUIET_LOGS = {"ray.tune.tune": "Wrote the latest version of all result files"}
+#: Tune's last log lines; the summary says where the results are and how to resume.
+QUIET_LOGS = {"ray.tune.tune": ("Wrote the latest version of all result files",
+                                "Experiment has been interrupted")}
 
 
 @contextlib.contextmanager

@@ -402,7 +402,10 @@ def resume_sweep(path: str, retry_errored: bool = False, verbose: bool = False):
 
 
 def summarize(results, options: SweepOptions) -> dict[str, Any]:
-    """Best config, its per-scale best epochs, and epochs used vs the full budget."""
+    """Best config, its per-scale best epochs, epochs used vs the full budget, and how many
+    trials ended early for each reason."""
+    from stoppers.tune_stopper import budget_spent
+
     df = results.get_dataframe()
     epochs_used = int(df["training_iteration"].fillna(0).sum()) if len(df) else 0
     budget = len(results) * options.epochs  # trials that failed before reporting count too
@@ -415,11 +418,18 @@ def summarize(results, options: SweepOptions) -> dict[str, Any]:
         "stopped_early": int(((df.get("patience/all_stopped") == True)  # noqa: E712
                               & (df["training_iteration"] < options.epochs)).sum())
         if "patience/all_stopped" in df else 0,
-        "culled": sum(1 for r in results if r.error is None and r.metrics
-                      and not r.metrics.get("patience/all_stopped")
-                      and r.metrics["epoch"] + 1 < options.epochs),
         "path": options.path,
     }
+    # A trial that ended early, neither errored nor stopped by its scales: culled (Tune marks
+    # the result of a stop decision done), or still running (or pending) when the sweep ended.
+    last = [r.metrics or {} for r in results if r.error is None]
+    early = [m for m in last if m.get("epoch") is None or (
+        not m.get("patience/all_stopped") and m["epoch"] + 1 < options.epochs)]
+    summary["culled"] = sum(1 for m in early if m.get("done"))
+    cut = len(early) - summary["culled"]
+    spent = budget_spent({str(i): m for i, m in enumerate(last) if "training_iteration" in m},
+                         options.budget_epochs, options.budget_device_hours)
+    summary["budget_stopped"], summary["interrupted"] = (cut, 0) if spent else (0, cut)
     # Losses at different lambdas weigh distortion differently: a curve has no best trial;
     # a confirmation's is judged over its seeds (``analysis.confirmation``).
     if summary["trials"] > summary["errors"] and len(options.lambdas or []) < 2 \

@@ -12,6 +12,8 @@ import contextlib
 import json
 import logging
 import math
+import re
+import signal
 from pathlib import Path
 
 import optuna
@@ -20,7 +22,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 import tune_main
-from tests.killed_driver import KillDriverOnce, kill_cli_run
+from tests.killed_driver import KillDriverOnce, interrupt_cli_run, kill_cli_run, stop_epochs
 from tests.reliability.helpers import cli_error, tree, write_garbage, write_png
 
 
@@ -244,6 +246,32 @@ def test_resume_retry_errored_runs_the_diverged_trial_again(diverged, cluster, c
 
 
 # -- the driver is killed: the Optuna study continues -----------------------------------
+def test_ctrl_c_ends_the_sweep_as_interrupted_and_resume_finishes_it(
+        cluster, photo_dirs, tmp_path, capsys, pretrained_tiny_path):
+    # Tune ends the running trials alike when a sweep's budget is spent and on Ctrl-C; the
+    # console and the summary must not call them culled or stopped by a budget.
+    storage = tmp_path / "results"
+    argv = _run_args(cluster, photo_dirs, pretrained_tiny_path, storage, "ctrl-c",
+                     "--max-concurrent", "2")
+    argv[argv.index("--num-samples") + 1] = "2"
+    proc = interrupt_cli_run(argv, KillDriverOnce(trial_number=1, trained_epochs=1,
+                                                  marker=tmp_path / "interrupted-marker",
+                                                  sig=signal.SIGINT))
+    # Both trials were running (the second reports before the first's second epoch ends,
+    # or had not reported yet); neither reached ASHA's first rung (after 3 epochs).
+    assert "=== sweep interrupted after" in proc.stdout, proc.stdout
+    assert re.search(r"0 culled by the scheduler, [12] interrupted\)", proc.stdout)
+    assert "interrupted (resume continues it)" in proc.stdout
+    assert "culled by the scheduler;" not in proc.stdout and "budget" not in proc.stdout
+
+    assert tune_main.main(["resume", str(storage / "ctrl-c"), "--address",
+                           cluster.address]) == 0
+    out = capsys.readouterr().out
+    assert "=== sweep finished in" in out and "trials: 2 (0 errored" in out
+    assert "interrupted" not in out
+    assert len(stop_epochs(storage / "ctrl-c")) == 2  # each config once: none run twice
+
+
 def test_killed_driver_resume_continues_the_optuna_study(cluster, photo_dirs, tmp_path, capsys,
                                                          pretrained_tiny_path):
     storage = tmp_path / "results"

@@ -131,17 +131,20 @@ def test_budget_culled_error_and_sweep_end_lines(error_txt):
     assert line == (f"[{trial.trial_id}] end    error: {DATA['error_txt'].strip().splitlines()[-1]}"
                     " (error.txt in /results/sweep/trial_x)")
 
-    # The sweep's budget ran out: Tune stops running trials without a complete callback.
-    reporter = ConsoleReporter(epochs=12, stream=io.StringIO())
-    running, paused = _trial("budget", budget[:3]), _trial("stopped", budget[:2])
-    for trial in (running, paused):
-        reporter.on_trial_start(0, [trial], trial)
-    paused.status = "PAUSED"
-    reporter.on_experiment_end([running, paused])
-    lines = reporter.stream.getvalue().splitlines()
-    assert lines[-2].endswith(f"after 3 of 12 epochs: {SWEEP_STOPPED}; best loss "
-                              f"{budget[2]['best_loss']:.4f} at epoch {budget[2]['best_epoch']}")
-    assert f"after 2 of 12 epochs: {INTERRUPTED}" in lines[-1]
+    # The sweep ends with two trials running (3 and 2 epochs in): Tune stops them without a
+    # complete callback, alike when the sweep's budget is spent and when it is interrupted.
+    for budget_epochs, reason in ((5, SWEEP_STOPPED), (6, INTERRUPTED), (None, INTERRUPTED)):
+        reporter = ConsoleReporter(epochs=12, budget_epochs=budget_epochs, stream=io.StringIO())
+        running, other = _trial("budget", budget[:3]), _trial("stopped", budget[:2])
+        assert [t.last_result["training_iteration"] for t in (running, other)] == [3, 2]
+        for trial in (running, other):
+            reporter.on_trial_start(0, [trial], trial)
+        reporter.on_experiment_end([running, other])
+        lines = reporter.stream.getvalue().splitlines()
+        assert lines[-2].endswith(f"after 3 of 12 epochs: {reason}; best loss "
+                                  f"{budget[2]['best_loss']:.4f} at epoch "
+                                  f"{budget[2]['best_epoch']}"), budget_epochs
+        assert f"after 2 of 12 epochs: {reason}" in lines[-1]
 
 
 def test_a_retried_trial_gets_one_line_and_no_second_start(error_txt):
