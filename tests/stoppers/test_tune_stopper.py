@@ -251,3 +251,9 @@ def test_tune_epoch_budget_stops_the_experiment(ray_session, tmp_path):
     # Tune handles one result per controller step and checks stop_all after each
     # step; each result raises the sum by one. Allow one in-flight result of slack.
     assert budget <= sum(last) <= budget + 1
+    # After the fact, the trials' last results tell a spent budget from an interrupt.
+    from stoppers.tune_stopper import budget_spent
+
+    latest = {str(i): m for i, m in enumerate(reported)}
+    assert budget_spent(latest, budget, None)
+    assert not budget_spent(latest, budget + 2, None) and not budget_spent(latest, None, None)
