@@ -761,6 +761,11 @@ def main(argv: list[str] | None = None) -> int:
     except HpcmTuneError as exc:  # what the user can fix; any other exception is a bug
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside a sweep (a sweep's own is Tune's: _sweep)
+        resume = (f": {args.out} holds the epochs saved so far; the same command with "
+                  "--resume continues it" if args.command == "finetune" else "")
+        print(f"\ninterrupted{resume}", file=sys.stderr)
+        return 130
 
 
 def _one_line(exc: BaseException) -> str:

@@ -103,6 +103,24 @@ def test_finetune_then_resume_continues_at_the_next_epoch(tmp_path, photo_dirs,
     assert state["trainer"]["epoch"] == 3
 
 
+def test_ctrl_c_in_a_finetune_says_how_to_continue_it(tmp_path, photo_dirs,
+                                                     pretrained_tiny_path):
+    import signal
+
+    out = tmp_path / "ft"
+    proc = subprocess.Popen([sys.executable, str(REPO / "tune_main.py"),
+                             *_finetune_args(out, photo_dirs, pretrained_tiny_path, 50)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.stdout.readline().startswith("epoch   0"), "no first epoch"
+    proc.send_signal(signal.SIGINT)  # as Ctrl-C does, during the second epoch
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1] == (f"interrupted: {out} holds the epochs saved so "
+                                            "far; the same command with --resume continues it")
+    assert (out / "latest" / "trial_state.pt").is_file()
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "--epochs", "-3"], "--epochs must be positive"),  # more numbers: tests/reliability
     (["run", "--model", "base"], "needs a trained checkpoint"),
