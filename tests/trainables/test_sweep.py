@@ -230,9 +230,17 @@ def test_killed_driver_resume_with_a_scheduler_keeps_its_rungs(
 
     from stoppers.scheduler import make_scheduler
 
-    expected = _stop_epochs(run_sweep(_options(
-        tmp_path / "reference", photo_dirs, pretrained_tiny_path, f"{scheduler}-reference",
-        scheduler=scheduler, seed=seed, **ONE_AT_A_TIME)))
+    reference = _options(tmp_path / "reference", photo_dirs, pretrained_tiny_path,
+                         f"{scheduler}-reference", scheduler=scheduler, seed=seed,
+                         **ONE_AT_A_TIME)
+    results = run_sweep(reference)
+    expected = _stop_epochs(results)
+    # The summary counts as culled every trial that ended early but not by its scales (Tune
+    # marks a stop decision's result done), and nothing as interrupted.
+    early = [r for r in results if r.metrics["epoch"] + 1 < EPOCHS
+             and not r.metrics["patience/all_stopped"]]
+    summary = summarize(results, reference)
+    assert (summary["culled"], summary["interrupted"]) == (len(early), 0)
     options = _options(tmp_path, photo_dirs, pretrained_tiny_path, f"{scheduler}-killed",
                        scheduler=scheduler, seed=seed, **ONE_AT_A_TIME)
     # Killed at the third trial's first report: the first two have finished.
