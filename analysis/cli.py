@@ -87,6 +87,7 @@ def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.confirmation import summary_lines
     from analysis.report import lead_summary, write_report
+    from analysis.results import UNFINISHED
 
     if is_uri(args.path):
         raise UsageError(f"{args.path}: analyze reads a local folder; copy the experiment "
@@ -94,8 +95,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     result = write_report(args.path, out=args.out, evaluation=args.evaluation)
     exp, winner = result["experiment"], result["winner"]
     total = exp.compute_saved().iloc[0]
+    unfinished = int(exp.trials["stop_reason"].isin(UNFINISHED).sum())
+    saved = (f"so far; {unfinished} running, pending or interrupted" if unfinished
+             else f"{100 * total['epochs_saved_fraction']:.0f}% saved")
     print(f"{len(exp.trials)} trials; epochs used {int(total['epochs_used'])} of "
-          f"{int(total['epochs_budget'])} ({100 * total['epochs_saved_fraction']:.0f}% saved)")
+          f"{int(total['epochs_budget'])} ({saved})")
     if winner is not None:
         print(f"winner {winner['trial_id']}: best loss {winner['best_loss']:.4f} at epoch "
               f"{winner['best_epoch']} (numbered from 0), config {winner['config']}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis.evaluate import RD_DIGITS, format_cell, markdown_table
-from analysis.results import NEIGHBOUR_FACTOR, NOISE_EPOCHS, lead_reading
+from analysis.results import NEIGHBOUR_FACTOR, NOISE_EPOCHS, UNFINISHED, lead_reading
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import CULLED, SCALES
 from search_spaces.presets import BASELINES, Baseline
@@ -316,6 +316,7 @@ def _convergence_section(exp: Experiment, winner: dict | None, figs: Figures) ->
 def _compute_section(exp: Experiment, figs: Figures) -> list[Block]:
     saved = exp.compute_saved()
     total = saved.iloc[0]
+    unfinished = int(exp.trials["stop_reason"].isin(UNFINISHED).sum())
     return [("h2", "Compute saved"),
             ("p", f"{int(total['epochs_used'])} of {int(total['epochs_budget'])} epochs used "
                   f"({100 * total['epochs_saved_fraction']:.1f}% saved); "
@@ -323,7 +324,9 @@ def _compute_section(exp: Experiment, figs: Figures) -> list[Block]:
                   f"device-hours ({100 * total['device_hours_saved_fraction']:.1f}% saved). "
                   f"{int(total['stopped_early'])} trials stopped early by the per-scale stopper. "
                   "The budget counts every trial at its full epoch budget; device-hours of the "
-                  "full budget extrapolate each trial's own time per epoch."),
+                  "full budget extrapolate each trial's own time per epoch." + (
+                      f" {unfinished} trials have not ended (running, pending or interrupted): "
+                      "their unrun epochs count as saved until they do." if unfinished else "")),
             ("table", saved, {"epochs_saved_fraction": 3, "device_hours_used": 4,
                               "device_hours_budget": 4, "device_hours_saved": 4,
                               "device_hours_saved_fraction": 3}),

@@ -42,6 +42,8 @@ TIE_PCT = 0.1
 #: Values of ``trials["stop_reason"]``.
 STOP_REASONS = (ALL_STOPPED, CULLED, "max epochs", "budget",
                 "error", "running", "pending", "interrupted")
+#: Those of trials that have not ended: their unrun epochs are no compute saved (yet).
+UNFINISHED = ("running", "pending", "interrupted")
 
 
 @dataclass

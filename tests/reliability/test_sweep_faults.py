@@ -263,12 +263,18 @@ def test_ctrl_c_ends_the_sweep_as_interrupted_and_resume_finishes_it(
     assert re.search(r"0 culled by the scheduler, [12] interrupted\)", proc.stdout)
     assert "interrupted (resume continues it)" in proc.stdout
     assert "culled by the scheduler;" not in proc.stdout and "budget" not in proc.stdout
+    # analyze counts no compute as saved while trials have not ended.
+    assert tune_main.main(["analyze", str(storage / "ctrl-c")]) == 0
+    assert re.search(r"epochs used \d+ of 6 \(so far; [12] running, pending or interrupted\)",
+                     capsys.readouterr().out)
 
     assert tune_main.main(["resume", str(storage / "ctrl-c"), "--address",
                            cluster.address]) == 0
     out = capsys.readouterr().out
     assert "=== sweep finished in" in out and "trials: 2 (0 errored" in out
     assert "interrupted" not in out
+    assert tune_main.main(["analyze", str(storage / "ctrl-c")]) == 0
+    assert re.search(r"epochs used \d+ of 6 \(\d+% saved\)", capsys.readouterr().out)
     assert len(stop_epochs(storage / "ctrl-c")) == 2  # each config once: none run twice
 
 
