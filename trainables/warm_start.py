@@ -107,7 +107,7 @@ def load_warm_start(path: str, options: SweepOptions) -> WarmStart:
         InputError: ``path`` is no local hpcm-tune sweep folder, or none of its trials
             finished an epoch.
     """
-    from analysis.results import load_experiment
+    from analysis.results import UNFINISHED, load_experiment
     from trainables.sweep import SweepError, read_marker
 
     if is_uri(path):
@@ -118,8 +118,9 @@ def load_warm_start(path: str, options: SweepOptions) -> WarmStart:
     except SweepError as exc:
         raise InputError(f"--warm-start: {exc}") from exc
     experiment = load_experiment(path)
+    finished = experiment.finished()
     trials = []
-    for _, row in experiment.finished().iterrows():
+    for _, row in finished.iterrows():
         config = read_params(experiment.path / row["trial_dir"])  # the values as Tune gave them
         params = {k: config[k] for k in options.searched if k in config}
         trials.append({"trial_id": str(row["trial_id"]), "params": params,
@@ -130,8 +131,11 @@ def load_warm_start(path: str, options: SweepOptions) -> WarmStart:
     warm = WarmStart(source=str(Path(path).resolve()), epochs=earlier.epochs, trials=trials,
                      differences=task_differences(earlier, options))
     if warm.same_task:
-        log.info("warm start: the %d finished trials of %s (the same task) are told to the "
-                 "sampler before it proposes anything", len(trials), warm.source)
+        unended = int(finished["stop_reason"].isin(UNFINISHED).sum())
+        log.info("warm start: the %d trials of %s with results (the same task%s) are told "
+                 "to the sampler before it proposes anything", len(trials), warm.source,
+                 f"; {unended} of them not ended, told at their best so far, as a culled "
+                 "trial is" if unended else "")
     else:
         log.info("warm start: %s is another task (%s): its losses do not compare with this "
                  "sweep's, so its best configs run first", warm.source,

@@ -247,7 +247,7 @@ def test_resume_retry_errored_runs_the_diverged_trial_again(diverged, cluster, c
 
 # -- the driver is killed: the Optuna study continues -----------------------------------
 def test_ctrl_c_ends_the_sweep_as_interrupted_and_resume_finishes_it(
-        cluster, photo_dirs, tmp_path, capsys, pretrained_tiny_path):
+        cluster, photo_dirs, tmp_path, capsys, caplog, pretrained_tiny_path):
     # Tune ends the running trials alike when a sweep's budget is spent and on Ctrl-C; the
     # console and the summary must not call them culled or stopped by a budget.
     storage = tmp_path / "results"
@@ -267,6 +267,15 @@ def test_ctrl_c_ends_the_sweep_as_interrupted_and_resume_finishes_it(
     assert tune_main.main(["analyze", str(storage / "ctrl-c")]) == 0
     assert re.search(r"epochs used \d+ of 6 \(so far; [12] running, pending or interrupted\)",
                      capsys.readouterr().out)
+    # A warm start from it says that it tells trials that have not ended.
+    from trainables.sweep import read_marker
+    from trainables.warm_start import load_warm_start
+
+    with caplog.at_level(logging.INFO, logger="trainables.warm_start"):
+        warm = load_warm_start(str(storage / "ctrl-c"), read_marker(str(storage / "ctrl-c")))
+    assert warm.same_task and any(
+        f"{len(warm.trials)} of them not ended, told at their best so far" in r.getMessage()
+        for r in caplog.records)
 
     assert tune_main.main(["resume", str(storage / "ctrl-c"), "--address",
                            cluster.address]) == 0
