@@ -455,9 +455,12 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
             scores[method].append({"seed": seed, **score(run, reference)})
     print(f"\ndemo task, {args.epochs} epochs per trial, {args.trials} trials per method "
           f"(grid 6), context-LR ratios up to {args.max_context_lr_ratio:g}, "
-          f"seeds {sorted(runs)}, {os.cpu_count()} CPUs, {wall / 60:.1f} min")
-    print(f"{'method':<18}{'epochs to 0.5 % (per seed)':>28}{'device-h to 0.5 %':>24}"
-          f"{'total epochs':>16}{'device-h':>16}{'of full budget':>16}{'final gap':>20}")
+          f"seeds {sorted(measured)}, {os.cpu_count()} CPUs, {wall / 60:.1f} min")
+    if runs:
+        print(f"{'method':<18}{'epochs to 0.5 % (per seed)':>28}{'device-h to 0.5 %':>24}"
+              f"{'total epochs':>16}{'device-h':>16}{'of full budget':>16}{'final gap':>20}")
+    else:
+        print("no table: no seed ran the grid, whose full-budget runs the reference needs")
     for method, rows in scores.items():
         col = lambda key: [r[key] for r in rows]  # noqa: E731
         gaps = col("gap")
@@ -477,7 +480,8 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
               f"<= {GOAL_SHARE:.0%} of its trials' full budget: met in "
               f"{sum(met for _, met in verdicts)} of {len(verdicts)} seeds ("
               + "; ".join(_goal_text(r, met) for r, met in verdicts) + ")")
-    full_budget = [run for by_method in runs.values() for m, run in by_method.items()
+    # The early ranking and the replays need no grid: every seed's full-budget sweeps count.
+    full_budget = [run for by_method in measured.values() for m, run in by_method.items()
                    if METHODS[m][1] == "fifo" and not METHODS[m][2]]
     rhos = early_rank_correlation(full_budget, args.epochs)
     if rhos:
@@ -485,7 +489,7 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
         print("ranking after k epochs vs the final best losses (Spearman rho over "
               f"{len(full_budget)} full-budget runs, min..max): " + "; ".join(
                   f"k={k}: {min(v):+.2f}..{max(v):+.2f}" for k, v in sorted(rhos.items())))
-    replayed = replay_study(runs, args.epochs)
+    replayed = replay_study(measured, args.epochs)
     if replayed:
         summary["replay"] = replayed
         print("early stopping replayed on the full-budget sweeps' recorded curves (trials one "
