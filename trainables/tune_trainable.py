@@ -9,6 +9,7 @@ only when a trial runs: the driver that hands the trainable to Tune never trains
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -16,15 +17,33 @@ from typing import Any
 
 from trainables.spec import TrialSpec
 
+log = logging.getLogger(__name__)
+
 
 class TuneSession:
-    """Ray Tune's function-API session: ``tune.get_checkpoint`` and ``tune.report``."""
+    """Ray Tune's function-API session: ``tune.get_checkpoint`` and ``tune.report``.
+
+    A checkpoint is staged in a temporary folder that ``tune.report`` copies to the sweep's
+    storage; the report then blocks until the driver takes the result. A driver killed
+    meanwhile takes the worker with it, and the folder stays behind (a checkpoint's size:
+    784 MiB for Base). Staging folders carry the trial's id, so the trial's next attempt
+    removes its predecessor's leftovers on this node."""
+
+    @staticmethod
+    def _staging_prefix() -> str:
+        from ray import tune
+
+        return f"hpcm-ckpt-{tune.get_context().get_trial_id()}-"
 
     def restore(self) -> dict | None:
         from ray import tune
 
         from trainables.trial import load_state
 
+        for stale in Path(tempfile.gettempdir()).glob(f"{self._staging_prefix()}*"):
+            log.info("removing %s, a checkpoint staged by an earlier attempt of this trial",
+                     stale)
+            shutil.rmtree(stale, ignore_errors=True)  # a leftover must not fail the trial
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
             return None
@@ -39,7 +58,7 @@ class TuneSession:
         if state is None:
             tune.report(metrics)
             return
-        with tempfile.TemporaryDirectory(prefix="hpcm-ckpt-") as directory:
+        with tempfile.TemporaryDirectory(prefix=self._staging_prefix()) as directory:
             save_state(state, Path(directory))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 

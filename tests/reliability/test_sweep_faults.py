@@ -287,8 +287,16 @@ def test_ctrl_c_ends_the_sweep_as_interrupted_and_resume_finishes_it(
     assert len(stop_epochs(storage / "ctrl-c")) == 2  # each config once: none run twice
 
 
+def _staged_checkpoints() -> set[Path]:
+    """The checkpoint folders trials stage in the (one local node's) temp folder."""
+    import tempfile
+
+    return set(Path(tempfile.gettempdir()).glob("hpcm-ckpt-*"))
+
+
 def test_killed_driver_resume_continues_the_optuna_study(cluster, photo_dirs, tmp_path, capsys,
                                                          pretrained_tiny_path):
+    staged_before = _staged_checkpoints()
     storage = tmp_path / "results"
     url = f"sqlite:///{tmp_path / 'study.db'}"
     num_samples = 4
@@ -310,6 +318,9 @@ def test_killed_driver_resume_continues_the_optuna_study(cluster, photo_dirs, tm
     from ray.tune import ExperimentAnalysis
 
     analysis = ExperimentAnalysis(str(experiment))
+    # The trial reporting when the driver died left its staged checkpoint in the worker's
+    # temp folder; its resumed attempt removed it.
+    assert _staged_checkpoints() <= staged_before
     keys = ("context_lr_ratio", "freeze_strategy", "unfreeze_h_epoch", "unfreeze_context_epoch")
     tune_configs = sorted(json.dumps({k: t.config.get(k) for k in keys if k in t.config},
                                      sort_keys=True) for t in analysis.trials)
