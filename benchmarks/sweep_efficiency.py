@@ -18,9 +18,12 @@ it. Only the search differs:
 - tpe+stopper: TPE, the per-scale stopper ends converged trials;
 - tpe+asha: TPE, ASHA culls trials behind at a rung, never a baseline (the CLI's default);
 - tpe+asha+stopper: TPE, ASHA and the per-scale stopper (``--stopper budget``);
-- tpe+hyperband: TPE, asynchronous Hyperband (ASHA's brackets, ``--scheduler hyperband``).
+- tpe+hyperband: TPE, asynchronous Hyperband (ASHA's brackets, ``--scheduler hyperband``);
+- tpe+leader-gap: TPE, a trial predicted to end 0.5 % behind the leader is culled
+  (``--scheduler leader-gap``).
 
-Reference per seed: the best validation loss any method found. Per method and seed: the
+Reference per seed: the best validation loss any method found (a seed needs one method
+that runs every trial to its budget: grid, random+fifo or tpe+fifo). Per method and seed: the
 trial-epochs (and device-hours) spent, in the order the epochs were reported, until the
 method's best-so-far loss came within 0.5 % of the reference (never, if it did not), the
 total, and the final gap. Printed per seed, or as mean and sd over the seeds, with the goal
@@ -70,11 +73,17 @@ METHODS: dict[str, tuple[str, str, bool, str]] = {
     "tpe+asha": ("tpe", "asha", False, "optuna"),
     "tpe+asha+stopper": ("tpe", "asha", True, "optuna"),
     "tpe+hyperband": ("tpe", "hyperband", False, "optuna"),
+    "tpe+leader-gap": ("tpe", "leader-gap", False, "optuna"),
 }
 KNOBS = searched_knobs(wide=False)  # what the benchmark's sweeps search
 DEFAULT_METHOD = "tpe+asha"  # the CLI's default: --sampler tpe --scheduler asha, no stopper
 WITHIN = 0.005
 GOAL_SHARE = 0.30  # of the full budget
+
+
+def _full_budget(method: str) -> bool:
+    """Whether the method runs every trial to its budget (no scheduler, no stopper)."""
+    return METHODS[method][1] == "fifo" and not METHODS[method][2]
 
 
 def run_method(method: str, args, checkpoint: str, storage: str, seed: int) -> dict:
@@ -292,20 +301,26 @@ def asha_rule(rungs: tuple[int, ...], reduction: float = 3) -> Callable:
 
 def extrapolation_rule(first: int, margin: float, trend: bool, epochs: int) -> Callable:
     """Learning-curve extrapolation against the leader (the finished trial with the lowest
-    loss): from epoch ``first`` on, predict the trial's gap to the leader at the last epoch
-    (epoch-paired, so the noise both curves share cancels; the last gap, or its linear trend
-    with ``trend``) and stop the trial when it would end more than ``margin`` behind."""
+    loss): from epoch ``first`` on, stop a trial predicted to end more than ``margin`` behind
+    the leader's best. The prediction: the epoch-paired gap to the leader (the noise both
+    curves share cancels) carried over the leader's later epochs, the ``--scheduler
+    leader-gap`` rule (``stoppers.scheduler.predicted_shortfall``); with ``trend``, the gap's
+    linear trend carried to the last epoch."""
+    from stoppers.scheduler import predicted_shortfall
+
     def rule(curve: list[float], recorded, finished: list[list[float]]) -> bool:
         epoch = len(curve)
         if epoch < first or epoch == epochs or not finished:
             return False
         leader = min(finished, key=min)
+        if not trend:
+            return predicted_shortfall(curve, leader) > margin
+        if epoch < 3:
+            return False
+        # The trend from epoch 2 on: epoch 1 is the LR warm-up.
         gaps = np.array(curve) - np.array(leader[:epoch])
-        predicted = gaps[-1]
-        if trend and epoch >= 3:  # the trend from epoch 2 on: epoch 1 is the LR warm-up
-            slope, intercept = np.polyfit(np.arange(2, epoch + 1), gaps[1:], 1)
-            predicted = slope * epochs + intercept
-        return leader[epochs - 1] + predicted > min(leader) * (1 + margin)
+        slope, intercept = np.polyfit(np.arange(2, epoch + 1), gaps[1:], 1)
+        return leader[epochs - 1] + slope * epochs + intercept > min(leader) * (1 + margin)
     return rule
 
 
@@ -350,7 +365,7 @@ def replay_study(runs: dict[int, dict[str, dict]], epochs: int) -> dict[str, dic
         for by_method in runs.values():
             reference = min(t["best_loss"] for run in by_method.values() for t in run["trials"])
             for method, run in by_method.items():
-                if method == "grid" or METHODS[method][1] != "fifo" or METHODS[method][2]:
+                if method == "grid" or not _full_budget(method):
                     continue
                 curves = [c for c in _curves(run).values() if len(c) == epochs]
                 spent, best = replay(curves, make())
@@ -417,10 +432,11 @@ def run_all(args, methods: list[str]) -> tuple[dict[int, dict[str, dict]], float
              log_to_driver=False)
     runs: dict[int, dict[str, dict]] = {seed: {} for seed in range(args.repeats)}
     if args.reuse:
-        for seed, by_method in json.loads(Path(args.reuse).read_text())["partial_runs"].items():
+        saved = json.loads(Path(args.reuse).read_text())
+        for seed, by_method in saved.get("runs", saved.get("partial_runs", {})).items():
             if int(seed) in runs:
                 runs[int(seed)].update({m: r for m, r in by_method.items() if m in methods})
-    early = [m for m in methods if METHODS[m][1] != "fifo" or METHODS[m][2]]
+    early = [m for m in methods if not _full_budget(m)]
     order = [("grid", s) for s in runs if "grid" in methods] + [
         (m, s) for group in (early, [m for m in methods if m not in early and m != "grid"])
         for s in runs for m in group]
@@ -443,10 +459,11 @@ def run_all(args, methods: list[str]) -> tuple[dict[int, dict[str, dict]], float
 
 def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
     """The table, the goal, the task's knob sensitivity; JSON and plot if asked for."""
-    # A study cut short: each method over the seeds it ran at; a seed without the grid (its
-    # full-budget reference) is left out of the table, never out of the JSON.
+    # A study cut short: each method over the seeds it ran at; a seed without a full-budget
+    # method (the reference needs one) is left out of the table, never out of the JSON.
     measured = runs
-    runs = {seed: by_method for seed, by_method in runs.items() if "grid" in by_method}
+    runs = {seed: by_method for seed, by_method in runs.items()
+            if any(_full_budget(m) for m in by_method)}
     methods = [m for m in METHODS if any(m in by_method for by_method in runs.values())]
     scores: dict[str, list[dict]] = {m: [] for m in methods}
     for seed, by_method in runs.items():
@@ -460,7 +477,8 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
         print(f"{'method':<18}{'epochs to 0.5 % (per seed)':>28}{'device-h to 0.5 %':>24}"
               f"{'total epochs':>16}{'device-h':>16}{'of full budget':>16}{'final gap':>20}")
     else:
-        print("no table: no seed ran the grid, whose full-budget runs the reference needs")
+        print("no table: no seed ran a full-budget method (grid, random+fifo, tpe+fifo), "
+              "which the reference needs")
     for method, rows in scores.items():
         col = lambda key: [r[key] for r in rows]  # noqa: E731
         gaps = col("gap")
@@ -482,7 +500,7 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
               + "; ".join(_goal_text(r, met) for r, met in verdicts) + ")")
     # The early ranking and the replays need no grid: every seed's full-budget sweeps count.
     full_budget = [run for by_method in measured.values() for m, run in by_method.items()
-                   if METHODS[m][1] == "fifo" and not METHODS[m][2]]
+                   if _full_budget(m)]
     rhos = early_rank_correlation(full_budget, args.epochs)
     if rhos:
         summary["early_rank_rho"] = rhos

@@ -183,7 +183,8 @@ def _optuna_search(options: SweepOptions):
         log.warning("context-LR ratios above 1 with ASHA: its first rung ranks the trials "
                     "after %d epochs, before a faster learning rate pays off (on the demo task "
                     "it culled every ratio from 1.1 to 3.8 after 3 epochs, and ratio 2 wins "
-                    "after 12); --scheduler fifo searches them fairly",
+                    "after 12); --scheduler leader-gap judges them against the leader from "
+                    "a third of the budget on, fifo runs them all to the end",
                     asha_grace_period(options.epochs))
     points = preset_points(options.preset, options.epochs)
     warm = options.warm_start

@@ -1,5 +1,5 @@
-"""The scheduler choice: FIFO, or ASHA (one bracket, or all of them: asynchronous Hyperband) on
-the trial's own epoch counter that lets leaders run."""
+"""The scheduler choice: FIFO, ASHA (one bracket, or all of them: asynchronous Hyperband) on
+the trial's own epoch counter that lets leaders run, or the leader-gap prediction."""
 
 import math
 import random
@@ -7,7 +7,9 @@ from collections import Counter
 
 import pytest
 
-from stoppers.scheduler import TIME_ATTR, ResumableASHA, asha_grace_period, make_scheduler
+from stoppers.adaptive_patience import ALL_STOPPED_KEY
+from stoppers.scheduler import (TIME_ATTR, LeaderGap, ResumableASHA, asha_grace_period,
+                                leader_gap_first_epoch, make_scheduler, predicted_shortfall)
 
 
 def test_fifo_is_tunes_default_and_unknown_names_are_refused():
@@ -108,3 +110,97 @@ def test_a_baseline_behind_at_a_rung_is_recorded_there_but_not_culled(scheduler)
                        "other": TrialScheduler.STOP, "plain": TrialScheduler.CONTINUE}
     assert asha.bracket_rungs(0)[rung] == {"lead": 0.30, "recommended": 0.32, "other": 0.32,
                                            "plain": 0.33}
+
+
+def test_the_predicted_shortfall_carries_the_epoch_paired_gap_to_the_leaders_end():
+    leader = [1.0, 0.9, 0.8, 0.82]
+    # 0.05 behind at epoch 2: the leader's best from there on plus that, against its best.
+    assert predicted_shortfall([1.1, 0.95], leader) == pytest.approx((0.8 + 0.05) / 0.8 - 1)
+    # Behind at epoch 4, where the leader has over-fitted: the trial's best so far counts.
+    assert predicted_shortfall([1.0, 0.9, 0.81, 0.9], leader) == pytest.approx(0.81 / 0.8 - 1)
+    # Ahead at the same epoch: predicted to end ahead, whatever its absolute loss.
+    assert predicted_shortfall([0.99, 0.95, 0.79], leader) < 0
+    # The leader ended (its scales converged) before the trial's epoch: no pairing.
+    assert predicted_shortfall([1.0] * 5, leader) is None
+    assert predicted_shortfall([], leader) is None
+
+
+@pytest.mark.parametrize("epochs, first", [(12, 4), (300, 100), (6, 2), (3, 2), (1, 1)])
+def test_leader_gap_judges_from_a_third_of_the_budget(epochs, first):
+    assert leader_gap_first_epoch(epochs) == first
+    assert make_scheduler("leader-gap", epochs).first_epoch == first
+
+
+def _leader_gap(epochs: int = 12) -> LeaderGap:
+    scheduler = make_scheduler("leader-gap", epochs)
+    scheduler.set_search_properties("loss", "min")
+    return scheduler
+
+
+def _report(scheduler: LeaderGap, trial, losses: list[float], **last) -> list[str]:
+    """Each epoch's decision, the trial's last result with ``last``; a trial that ran its
+    losses to the end (not culled) completes with the last."""
+    from ray.tune.schedulers import TrialScheduler
+
+    actions = []
+    for epoch, loss in enumerate(losses, start=1):
+        result = {TIME_ATTR: epoch, "loss": loss, **(last if epoch == len(losses) else {})}
+        if epoch == len(losses) and last:  # ended by the per-scale stopper: Tune asks it first
+            scheduler.on_trial_complete(None, trial, result)
+            return actions
+        actions.append(scheduler.on_trial_result(None, trial, result))
+        if actions[-1] == TrialScheduler.STOP:
+            scheduler.on_trial_complete(None, trial, result)
+            return actions
+    scheduler.on_trial_complete(None, trial, result)
+    return actions
+
+
+def test_leader_gap_culls_a_trial_predicted_to_end_behind_the_leader_and_never_a_baseline():
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from search_spaces import PLAIN, RECOMMENDED
+
+    def trial(name: str, config: dict) -> Trial:
+        return Trial("hpcm", config={**config, "seed": 0}, trial_id=name, stub=True)
+
+    other = {"context_lr_ratio": 0.3, "freeze_strategy": "none"}
+    scheduler = _leader_gap(epochs=6)  # judges from epoch 2
+    leader_curve = [1.0, 0.9, 0.85, 0.84, 0.83, 0.83]
+    # The first trial has no leader to be judged against: it runs to its budget.
+    assert set(_report(scheduler, trial("first", RECOMMENDED), [x + 0.1 for x in leader_curve])
+               ) == {TrialScheduler.CONTINUE}
+    assert scheduler.leader() == "first"
+    assert set(_report(scheduler, trial("lead", other), leader_curve)) == {TrialScheduler.CONTINUE}
+    assert scheduler.leader() == "lead"
+    # 2 % behind at epoch 1 is not judged; at epoch 2 it is: culled.
+    behind = [x * 1.02 for x in leader_curve]
+    assert _report(scheduler, trial("behind", {**other, "context_lr_ratio": 0.2}), behind) == [
+        TrialScheduler.CONTINUE, TrialScheduler.STOP]
+    # A baseline as far behind trains on (the report measures the winner against it at full
+    # budget); culled trials never lead, even with the lowest loss they reached.
+    assert set(_report(scheduler, trial("plain", PLAIN), behind)) == {TrialScheduler.CONTINUE}
+    # Behind by less than the margin (0.5 %), or behind early and ahead later: kept.
+    close = [x * 1.004 for x in leader_curve]
+    assert set(_report(scheduler, trial("close", {**other, "context_lr_ratio": 0.4}), close)
+               ) == {TrialScheduler.CONTINUE}
+    fast = [1.2, 0.9, 0.84, 0.82, 0.81, 0.80]
+    assert set(_report(scheduler, trial("fast", {**other, "context_lr_ratio": 2.0}), fast)
+               ) == {TrialScheduler.CONTINUE}
+    assert scheduler.leader() == "fast"
+    # A leader ended by its scales at epoch 3: a trial past that epoch is not judged (the
+    # per-scale stopper's business), before it, against the short curve.
+    scheduler = _leader_gap(epochs=6)
+    _report(scheduler, trial("short", other), [1.0, 0.9, 0.85], **{ALL_STOPPED_KEY: True})
+    assert scheduler.leader() == "short"
+    late = [1.0, 0.95, 0.9, 1.0, 1.0]
+    assert _report(scheduler, trial("late", {**other, "context_lr_ratio": 0.5}), late) == [
+        TrialScheduler.CONTINUE, TrialScheduler.STOP]
+    assert set(_report(scheduler, trial("long", {**other, "context_lr_ratio": 0.6}),
+                       [1.0, 0.9, 0.85, 2.0, 2.0])) == {TrialScheduler.CONTINUE}
+
+
+def test_leader_gap_refuses_a_metric_to_maximise():
+    with pytest.raises(ValueError, match="ranks losses: mode 'max'"):
+        make_scheduler("leader-gap", 12).set_search_properties("accuracy", "max")
