@@ -131,7 +131,7 @@ def plot_loss_curves(exp: "Experiment", path: str | Path) -> Path | None:
 
 def plot_loss_vs_ratio(exp: "Experiment", path: str | Path) -> Path | None:
     """Best loss vs context-LR ratio (log scale), coloured by freeze strategy; trials culled
-    at a rung are hollow: their loss is their best so far there, not what they would reach."""
+    by the scheduler are hollow: their loss is their best so far, not what they would reach."""
     plt = _plt()
     done = exp.finished()
     if done.empty or "context_lr_ratio" not in done:
@@ -147,7 +147,7 @@ def plot_loss_vs_ratio(exp: "Experiment", path: str | Path) -> Path | None:
                    edgecolor=_colour(fam), linewidth=1.5, label=None if len(ran) else label)
     if culled.any():
         ax.scatter([], [], s=50, facecolor="none", edgecolor="grey", linewidth=1.5,
-                   label="hollow: culled at a rung (best so far)")
+                   label="hollow: culled early (best so far)")
     best = done.iloc[0]
     ax.scatter([best["context_lr_ratio"]], [best["best_loss"]], s=250, facecolor="none",
                edgecolor="red", linewidth=2, label=f"winner {best['trial_id']}")
@@ -166,7 +166,7 @@ def plot_loss_vs_ratio(exp: "Experiment", path: str | Path) -> Path | None:
 
 def plot_unfreeze(exp: "Experiment", path: str | Path) -> Path | None:
     """Best loss vs the unfreeze epochs of the progressive trials, coloured by context-LR
-    ratio; trials culled at a rung are hollow (their loss is their best so far there)."""
+    ratio; trials culled by the scheduler are hollow (their loss is their best so far)."""
     plt = _plt()
     from matplotlib.cm import ScalarMappable
 
@@ -190,7 +190,7 @@ def plot_unfreeze(exp: "Experiment", path: str | Path) -> Path | None:
         ax.grid(alpha=0.3)
     if len(cut):
         axes[1].scatter([], [], s=60, facecolor="none", edgecolor="grey", linewidth=1.5,
-                        label="hollow: culled at a rung (best so far)")
+                        label="hollow: culled early (best so far)")
         axes[1].legend(fontsize=8)
     axes[0].set_ylabel("best validation loss")
     lo, hi = float(ratio.min()), float(ratio.max())

@@ -347,7 +347,7 @@ def _importance_section(exp: Experiment, importance: pd.DataFrame,
         return b + [("p", "Not enough finished trials (3 needed per scope) or nothing varied.")]
     done = exp.finished()
     culled = int((done["stop_reason"] == CULLED).sum())
-    mixed = (f" {culled} of the {len(done)} trials were culled at a rung and enter with their "
+    mixed = (f" {culled} of the {len(done)} trials were culled early and enter with their "
              "best loss so far, as the search saw them: the ranking also says what the "
              "scheduler culled." if culled else "")
     return b + [("p", "Optuna fANOVA on the trials' best loss. Unfreeze epochs exist only for "

@@ -149,8 +149,8 @@ class Experiment:
         decides an order. Per trial with at least :data:`NOISE_EPOCHS` epochs beside the
         winner's from the third on (the first two are the LR warm-up and its aftermath): the
         sd of the gap's second differences over sqrt(6) (a linear trend cancels, white noise
-        of sd s gives 6 s^2); the median over such trials (nan if none: trials culled at an
-        early rung are too short). On the demo task's grid (6 configs, seeds 0-2), an order
+        of sd s gives 6 s^2); the median over such trials (nan if none: trials culled early
+        are too short). On the demo task's grid (6 configs, seeds 0-2), an order
         by two or more of these noises held at the other two seeds 66 times of 66, by one
         to two 14 of 16, by less than one 2 of 8.
         """
@@ -173,8 +173,8 @@ class Experiment:
     def family_bests(done: "pd.DataFrame") -> list[dict[str, Any]]:
         """Each freeze strategy's best trial, best first, with its number of trials and how
         many of them were culled. A family's median would mostly say which context-LR
-        ratios the search happened to try in it (and trials culled at an early rung count
-        at their loss there); its best trial is what the strategy reached in this sweep."""
+        ratios the search happened to try in it (and trials culled early count at
+        their loss then); its best trial is what the strategy reached in this sweep."""
         rows = []
         for family, group in done.groupby("family"):
             top = group.loc[group["best_loss"].idxmin()]
@@ -187,7 +187,7 @@ class Experiment:
         """``other`` against the winner: its config, loss and gap (absolute, %, in the
         sweep's gap noise, :meth:`gap_noise`).
 
-        A trial culled at a rung is compared with the winner after as many epochs
+        A culled trial is compared with the winner after as many epochs
         (``after_epochs``): the best loss of each over those epochs. Its own loss is a best so
         far, and set against the winner's final best, the gap would mostly count the epochs
         the culled trial never trained (dozens of noises after 3 epochs of 12)."""
@@ -432,7 +432,8 @@ def stop_reason(status: str | None, error: str | None, all_stopped: bool, epochs
     ``error``: error.txt exists or Tune says ERROR; ``all scales stopped``: the per-scale
     stopper ended it; ``max epochs``: it ran its whole epoch budget; ``running`` / ``pending``:
     Tune still has it; ``budget``: ended early by the sweep's epoch / device-hour budget;
-    ``culled by the scheduler``: ended early by a ``culling`` scheduler (ASHA) at a rung;
+    ``culled by the scheduler``: ended early by a culling scheduler (ASHA at a rung,
+    leader-gap on its prediction);
     ``interrupted``: ended early otherwise (e.g. a driver stopped and never resumed).
     """
     if error is not None or status == "ERROR":

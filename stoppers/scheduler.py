@@ -27,16 +27,17 @@ that was interrupted. Its time axis is the trial's own epoch counter (``trained_
 which a restored trial continues, never ``training_iteration``.
 
 :class:`LeaderGap` culls on a prediction instead of a rank: from a third of the budget on,
-a trial's gap to the leader (the best trial that has ended at its budget or by its scales)
-at the same epoch, carried over the leader's later epochs, predicts the best loss the trial
-will reach; it is culled when that is more than ``margin`` (0.5 %) behind the leader's best. The pairing by
-epoch cancels what both curves share (the learning-rate schedule, the over-fitting of a
-small training set), and a trial is judged against the level it must reach, not against
-whoever else happens to be at the same rung: a faster context learning rate that is behind
-after a ninth of the budget (where ASHA's first rung ranks it) is not culled for it. Until a
-trial has ended there is no leader and nothing is culled. Its knowledge (the curves and
-which trials ended by themselves) is rebuilt from the trials' ``result.json`` on a restore,
-in report order, as ASHA's rungs are.
+a trial's gap to the leader at the same epoch, carried over the leader's later epochs,
+predicts the best loss the trial will reach; it is culled when that is more than ``margin``
+(0.5 %) behind the leader's best. The leader: the trial with the lowest loss among those not
+culled that have reached that epoch, ended or still running (a sweep's first trials run at
+once; for them the gap is a same-epoch comparison with the margin). The pairing by epoch
+cancels what both curves share (the learning-rate schedule, the over-fitting of a small
+training set), and a trial is judged against the level it must reach, not against whoever
+else happens to be at the same rung: a faster context learning rate that is behind after a
+ninth of the budget (where ASHA's first rung ranks it) is not culled for that. Its knowledge
+(the curves and which trials were culled) is rebuilt from the trials' ``result.json`` on a
+restore, in report order, as ASHA's rungs are.
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ class LeaderGap(CullsSurviveRestarts, FIFOScheduler):
         self.max_t, self.margin = max_t, margin
         self.first_epoch = first_epoch or leader_gap_first_epoch(max_t)
         self._losses: dict[str, dict[int, float]] = {}  # trial id -> epoch -> loss
-        self._ended: set[str] = set()  # at their budget or by their scales: leader candidates
+        self._culled: set[str] = set()  # never a leader
         self._to_replay: list = []
         self._culled_on_replay = set()
 
@@ -223,10 +224,12 @@ class LeaderGap(CullsSurviveRestarts, FIFOScheduler):
             out.append(losses[len(out) + 1])
         return out
 
-    def leader(self, other_than: str = "") -> str | None:
-        """The trial with the lowest loss among those that ended by themselves."""
-        ended = [t for t in self._ended if t != other_than and self.curve(t)]
-        return min(ended, key=lambda t: min(self.curve(t)), default=None)
+    def leader(self, epoch: int = 1, other_than: str = "") -> str | None:
+        """The trial with the lowest loss among those not culled that have reached
+        ``epoch``, ended or still running (before any has ended: the best of the first)."""
+        reached = [t for t in self._losses if t != other_than and t not in self._culled
+                   and len(self.curve(t)) >= epoch]
+        return min(reached, key=lambda t: min(self.curve(t)), default=None)
 
     def on_trial_add(self, tune_controller, trial) -> None:
         super().on_trial_add(tune_controller, trial)
@@ -245,11 +248,10 @@ class LeaderGap(CullsSurviveRestarts, FIFOScheduler):
         return TrialScheduler.STOP if self._record(trial, result) else TrialScheduler.CONTINUE
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-        # The per-scale stopper's (and the budget's) last result reaches the scheduler here
-        # only: Tune asks the stopper first.
+        # The per-scale stopper's last result reaches the scheduler here only: Tune asks the
+        # stopper first.
         self._replay()
         self._record(trial, result, judge=False)
-        self._end(trial.trial_id, result)
 
     def _record(self, trial, result: dict, judge: bool = True) -> bool:
         """Note a report; with ``judge``, whether it culls the trial."""
@@ -259,25 +261,21 @@ class LeaderGap(CullsSurviveRestarts, FIFOScheduler):
         self._losses.setdefault(trial.trial_id, {})[epoch] = float(result[self._metric])
         if not judge or not self.first_epoch <= epoch < self.max_t or is_baseline(trial.config):
             return False
-        leader = self.leader(other_than=trial.trial_id)
+        leader = self.leader(epoch, other_than=trial.trial_id)
         if leader is None:
             return False
-        curve = self.curve(trial.trial_id)
-        shortfall = predicted_shortfall(curve, self.curve(leader))
+        shortfall = predicted_shortfall(self.curve(trial.trial_id), self.curve(leader))
         if shortfall is None or shortfall <= self.margin:
             return False
+        self._culled.add(trial.trial_id)
         log.info("trial %s culled at epoch %d: its gap to trial %s predicts it ends %.2f %% "
                  "behind", trial.trial_id, epoch, leader, 100 * shortfall)
         return True
 
-    def _end(self, trial_id: str, result: dict) -> None:
-        if result.get(TIME_ATTR, 0) >= self.max_t or result.get(ALL_STOPPED_KEY):
-            self._ended.add(trial_id)
-
     def _replay(self) -> None:
-        """Rebuild the curves and the leader candidates from the restored trials' reports,
-        in the order they were made; a trial not yet ended whose last report culls it is
-        ended (a driver killed after the decision, before Tune saved it)."""
+        """Rebuild the curves and the culled trials from the restored trials' reports, in the
+        order they were made; a trial not yet ended whose last report culls it is ended (a
+        driver killed after the decision, before Tune saved it)."""
         if not self._to_replay:
             return
         trials, self._to_replay = self._to_replay, []
@@ -285,11 +283,13 @@ class LeaderGap(CullsSurviveRestarts, FIFOScheduler):
         last = {trial.trial_id: result for trial, result in reports}
         for trial, result in reports:
             final = result is last[trial.trial_id]
-            culls = self._record(trial, result, judge=final and trial.status != trial.TERMINATED)
-            if culls:
+            if final and trial.status == trial.TERMINATED:
+                self._record(trial, result, judge=False)
+                # Ended early, not by its scales: culled (or stopped with the sweep).
+                if result[TIME_ATTR] < self.max_t and not result.get(ALL_STOPPED_KEY):
+                    self._culled.add(trial.trial_id)
+            elif self._record(trial, result, judge=final):
                 self._culled_on_replay.add(trial.trial_id)
-            elif final and trial.status == trial.TERMINATED:
-                self._end(trial.trial_id, result)
         log.info("leader-gap curves rebuilt from %d reports of %d restored trials: leader %s",
                  len(reports), len(trials), self.leader())
 

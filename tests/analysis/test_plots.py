@@ -45,7 +45,7 @@ def _losses(ax) -> tuple[set, set]:
 
 
 def test_culled_trials_are_hollow_in_the_loss_vs_ratio_plot(tmp_path, monkeypatch):
-    # A culled trial's loss is its best so far at a rung, not what it would have reached:
+    # A culled trial's loss is its best so far when culled, not what it would have reached:
     # it must not look like a finished result.
     exp = _experiment([("w", "none", 0.9, 0.26, "max epochs"), ("c", "none", 0.1, 0.32, CULLED),
                        ("e", "entropy", 0.5, 0.27, "max epochs"),
@@ -55,7 +55,7 @@ def test_culled_trials_are_hollow_in_the_loss_vs_ratio_plot(tmp_path, monkeypatc
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     # one entry per strategy (the progressive one hollow: all its trials were culled)
     assert labels == ["entropy (1)", "none (2)", "progressive (1)",
-                      "hollow: culled at a rung (best so far)", "winner w"]
+                      "hollow: culled early (best so far)", "winner w"]
 
 
 def test_culled_progressive_trials_are_hollow_in_the_unfreeze_plot(tmp_path, monkeypatch):
@@ -65,7 +65,7 @@ def test_culled_progressive_trials_are_hollow_in_the_unfreeze_plot(tmp_path, mon
     h_axis, context_axis, _colorbar = _drawn(monkeypatch, plots.plot_unfreeze, exp, tmp_path)
     assert _losses(h_axis) == _losses(context_axis) == ({0.27}, {0.33})
     assert [t.get_text() for t in context_axis.get_legend().get_texts()] == [
-        "hollow: culled at a rung (best so far)"]
+        "hollow: culled early (best so far)"]
 
 
 def test_the_unfreeze_colour_bar_labels_its_ticks_without_round_ratios_in_range(

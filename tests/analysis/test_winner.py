@@ -171,7 +171,7 @@ def test_the_importance_says_how_many_trials_entered_at_a_rung():
                                 "importance": 1.0, "trials": 4}])
     mixed = _experiment(PLACED, culled=("e", "f"))
     text = _importance_section(mixed, importance, {})[1][1]
-    assert "2 of the 4 trials were culled at a rung and enter with their best loss so far" in text
+    assert "2 of the 4 trials were culled early and enter with their best loss so far" in text
     text = _importance_section(_experiment(PLACED), importance, {})[1][1]
     assert "culled" not in text and text.endswith("a hint, not a measurement.")
 

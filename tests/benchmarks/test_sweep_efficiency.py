@@ -101,8 +101,8 @@ def test_replay_spends_only_the_epochs_a_rule_allows():
     assert best == 0.79
 
 
-def test_the_json_keeps_sweeps_of_seeds_without_the_grid(tmp_path, capsys):
-    # Methods re-run without the grid (their seeds' references come from an earlier file)
+def test_the_json_keeps_sweeps_of_seeds_without_a_full_budget_method(tmp_path, capsys):
+    # Methods re-run without a full-budget one (their references come from an earlier file)
     # are left out of the table but must reach --json: it is all that remains of them.
     from argparse import Namespace
 

@@ -201,6 +201,30 @@ def test_leader_gap_culls_a_trial_predicted_to_end_behind_the_leader_and_never_a
                        [1.0, 0.9, 0.85, 2.0, 2.0])) == {TrialScheduler.CONTINUE}
 
 
+def test_leader_gap_judges_the_first_trials_against_the_best_running_one():
+    """Trials that start together have no ended leader: the best of those that reached the
+    epoch leads, the gap is then a same-epoch comparison."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    scheduler = _leader_gap(epochs=6)
+    trials = [Trial("hpcm", config={"context_lr_ratio": r, "freeze_strategy": "none", "seed": 0},
+                    trial_id=f"t{k}", stub=True) for k, r in enumerate((0.3, 0.2, 0.4))]
+    ahead, behind, slow = trials
+
+    def report(trial, epoch: int, loss: float) -> str:
+        return scheduler.on_trial_result(None, trial, {TIME_ATTR: epoch, "loss": loss})
+
+    assert report(ahead, 1, 1.0) == report(behind, 1, 1.02) == TrialScheduler.CONTINUE
+    assert report(slow, 1, 1.03) == TrialScheduler.CONTINUE  # epoch 1: not judged
+    # Epoch 2: the first to report it has no one to compare with; the next 2 % behind it is
+    # culled; one that has not reached epoch 2 yet is not a leader.
+    assert report(ahead, 2, 0.9) == TrialScheduler.CONTINUE
+    assert scheduler.leader(epoch=2) == "t0" and scheduler.leader(epoch=3) is None
+    assert report(behind, 2, 0.918) == TrialScheduler.STOP
+    assert report(slow, 2, 0.903) == TrialScheduler.CONTINUE  # 0.33 % behind: kept
+
+
 def test_leader_gap_refuses_a_metric_to_maximise():
     with pytest.raises(ValueError, match="ranks losses: mode 'max'"):
         make_scheduler("leader-gap", 12).set_search_properties("accuracy", "max")

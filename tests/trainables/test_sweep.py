@@ -47,10 +47,12 @@ def cluster():
     c.shutdown()
 
 
-def _options(tmp_path, photo_dirs, checkpoint, name, **overrides) -> SweepOptions:
+def _options(tmp_path, photo_dirs, checkpoint, name, trial_lmbda: float = 0.0483,
+             **overrides) -> SweepOptions:
     trial = TrialSpec(model="tiny", checkpoint=str(checkpoint),
                       train_dir=str(photo_dirs / "train"), val_dir=str(photo_dirs / "val"),
-                      stopper=STOPPER).replace(lmbda=0.0483, batch_size=4, crops_per_image=2)
+                      stopper=STOPPER).replace(lmbda=trial_lmbda, batch_size=4,
+                                               crops_per_image=2)
     values = dict(name=name, storage_path=str(tmp_path / "results"), trial=trial,
                   epochs=EPOCHS, num_samples=3, preset="seed-freeze", seed=0,
                   cpus_per_trial=1, gpus_per_trial=0.5, max_failures=2, scheduler="fifo")
@@ -222,17 +224,25 @@ ONE_AT_A_TIME = dict(preset="seed-ablation", num_samples=4, max_concurrent=1)
 
 
 # Hyperband at seed 2: the four preset points fall in both of its brackets at this budget
-# (asserted below), so the rungs are rebuilt bracket by bracket.
-@pytest.mark.parametrize("scheduler, seed", [("asha", 0), ("hyperband", 2)])
+# (asserted below), so the rungs are rebuilt bracket by bracket. Leader-gap: the curves and
+# the leader are rebuilt.
+REBUILT = {"asha": "ASHA rungs rebuilt", "hyperband": "ASHA rungs rebuilt",
+           "leader-gap": "leader-gap curves rebuilt"}
+
+
+@pytest.mark.parametrize("scheduler, seed", [("asha", 0), ("hyperband", 2), ("leader-gap", 0)])
 def test_killed_driver_resume_with_a_scheduler_keeps_its_rungs(
         cluster, tmp_path, photo_dirs, pretrained_tiny_path, scheduler, seed):
     from ray.tune import ExperimentAnalysis
 
     from stoppers.scheduler import make_scheduler
 
+    # Leader-gap on the demo task's rate (lambda 0.0003), where the context-LR ratio matters:
+    # ratios 1, 0.5, 0.1 (a baseline: never culled), 0.01 (several % behind on that task).
+    task = dict(preset="seed-context-lr", trial_lmbda=0.0003) if scheduler == "leader-gap" else {}
     reference = _options(tmp_path / "reference", photo_dirs, pretrained_tiny_path,
                          f"{scheduler}-reference", scheduler=scheduler, seed=seed,
-                         **ONE_AT_A_TIME)
+                         **(ONE_AT_A_TIME | task))
     results = run_sweep(reference)
     expected = _stop_epochs(results)
     # The summary counts as culled every trial that ended early but not by its scales (Tune
@@ -241,14 +251,17 @@ def test_killed_driver_resume_with_a_scheduler_keeps_its_rungs(
              and not r.metrics["patience/all_stopped"]]
     summary = summarize(results, reference)
     assert (summary["culled"], summary["interrupted"]) == (len(early), 0)
+    if scheduler == "leader-gap":
+        culled = {r.metrics["trial_id"]: int(r.metrics["trained_epochs"]) for r in early}
+        assert culled == _leader_gap_culls(results)
     options = _options(tmp_path, photo_dirs, pretrained_tiny_path, f"{scheduler}-killed",
-                       scheduler=scheduler, seed=seed, **ONE_AT_A_TIME)
+                       scheduler=scheduler, seed=seed, **(ONE_AT_A_TIME | task))
     # Killed at the third trial's first report: the first two have finished.
     kill_sweep(cluster.address, options, KillDriverOnce(trial_number=3, trained_epochs=1,
                                                         marker=tmp_path / "killed"))
     resumed = resume_cli(options.path, cluster.address)
     # The rungs were rebuilt from what the first two trials (finished before the kill) reported.
-    rebuilt = [line for line in resumed.stderr.splitlines() if "ASHA rungs rebuilt" in line]
+    rebuilt = [line for line in resumed.stderr.splitlines() if REBUILT[scheduler] in line]
     assert len(rebuilt) == 1, resumed.stderr[-3000:]
     assert int(rebuilt[0].split(" reports of ")[1].split()[0]) >= 2
 
@@ -257,11 +270,39 @@ def test_killed_driver_resume_with_a_scheduler_keeps_its_rungs(
     for trial in analysis.trials:
         epochs = sorted(set(analysis.trial_dataframes[trial.trial_id]["epoch"]))
         assert epochs == list(range(len(epochs)))  # every epoch trained, once or replayed
-    brackets = {make_scheduler(scheduler, EPOCHS).bracket_of(t.config) for t in analysis.trials}
-    assert len(brackets) == (2 if scheduler == "hyperband" else 1)
+    if scheduler != "leader-gap":
+        brackets = {make_scheduler(scheduler, EPOCHS).bracket_of(t.config)
+                    for t in analysis.trials}
+        assert len(brackets) == (2 if scheduler == "hyperband" else 1)
     # Every trial ends where it ended without the kill: culled at the same rungs, or stopped
     # by the per-scale stopper at the same epoch.
     assert stop_epochs(options.path) == expected
+
+
+def _leader_gap_culls(results) -> dict[str, int]:
+    """Where the leader-gap rule culls the trials of a sweep that ran them one at a time,
+    replayed on their recorded curves (the trajectories differ between CPUs' floating-point
+    paths; the rule does not): trial id -> the epoch it is culled at."""
+    from search_spaces import is_baseline
+    from stoppers.scheduler import leader_gap_first_epoch, predicted_shortfall
+
+    first = leader_gap_first_epoch(EPOCHS)
+    kept: list[list[float]] = []  # the curves of the earlier trials not culled
+    culls = {}
+    for result in sorted(results, key=lambda r: r.metrics_dataframe["timestamp"].min()):
+        df = result.metrics_dataframe.sort_values("trained_epochs")
+        curve, scales_stopped = list(df["loss"]), list(df["patience/all_stopped"])
+        for epoch in range(1, len(curve) + 1):
+            if scales_stopped[epoch - 1]:  # Tune asks the per-scale stopper first
+                break
+            leader = min((c for c in kept if len(c) >= epoch), key=min, default=None)
+            if (first <= epoch < EPOCHS and leader and not is_baseline(result.config)
+                    and predicted_shortfall(curve[:epoch], leader) > 0.005):
+                culls[result.metrics["trial_id"]] = epoch
+                break
+        if result.metrics["trial_id"] not in culls:
+            kept.append(curve)
+    return culls
 
 
 def test_resume_refuses_a_folder_this_project_did_not_make(tmp_path):
