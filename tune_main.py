@@ -122,18 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-context-lr-ratio", type=float, default=1.0, metavar="R",
                    help="search context-LR ratios up to R (default 1, the report's range; "
                    "above 1 the context model trains faster than the transforms: use it with "
-                   "--scheduler leader-gap or fifo)")
+                   "the default --scheduler leader-gap, or fifo; not asha)")
     g.add_argument("--sampler", default="tpe", choices=SAMPLERS,
                    help="Optuna sampler (tpe: random start-up of a quarter of the trials, then "
                    "multivariate TPE with constant liar)")
-    g.add_argument("--scheduler", default="asha", choices=SCHEDULERS,
-                   help="asha: cull trials behind their peers at rungs of 1/9, 1/3 of --epochs "
-                   "(the per-scale stopper ends the leaders); hyperband: asynchronous "
-                   "Hyperband, ASHA's brackets: some trials are first ranked at 1/3 of "
-                   "--epochs or never (a hedge for slow starters, for more compute); "
-                   "leader-gap: from 1/3 of --epochs, cull a trial whose gap to the leader at "
-                   "the same epoch predicts it ends more than 0.5%% behind (for ratios above "
-                   "1; nothing is culled until a trial has ended); fifo: no culling")
+    g.add_argument("--scheduler", default="leader-gap", choices=SCHEDULERS,
+                   help="leader-gap (default): from 1/3 of --epochs, cull a trial whose gap to "
+                   "the leader at the same epoch predicts it ends more than 0.5%% behind "
+                   "the leader's best; asha: cull trials behind their peers at rungs of 1/9, "
+                   "1/3 of --epochs (the per-scale stopper ends the leaders); hyperband: "
+                   "asynchronous Hyperband, ASHA's brackets: some trials are first ranked at "
+                   "1/3 of --epochs or never (a hedge for slow starters, for more compute); "
+                   "fifo: no culling")
     g.add_argument("--num-samples", type=int, default=8, help="number of trials")
     g.add_argument("--optuna-storage", help="persist the study, e.g. sqlite:///study.db")
     g.add_argument("--warm-start", metavar="SWEEP",

@@ -44,4 +44,4 @@ SEARCH_PRESETS: tuple[str, ...] = ("optuna", "seed-context-lr", "seed-freeze",
 #: The Optuna samplers a sweep can use (``search_spaces.samplers``).
 SAMPLERS: tuple[str, ...] = ("tpe", "random")
 #: The trial schedulers besides the per-scale stopper (``stoppers.scheduler``).
-SCHEDULERS: tuple[str, ...] = ("asha", "hyperband", "leader-gap", "fifo")
+SCHEDULERS: tuple[str, ...] = ("leader-gap", "asha", "hyperband", "fifo")

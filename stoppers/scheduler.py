@@ -76,21 +76,39 @@ def hyperband_brackets(max_t: int, grace_period: int, reduction_factor: float) -
     return int(math.log(max_t / grace_period) / math.log(reduction_factor)) + 2
 
 
-class CullsSurviveRestarts:
-    """A trial the killed driver culled but Tune restored as pending or running (its state
-    was saved before the cull): ended at once instead of trained again (Optuna keeps its
-    reported values, as PRUNED). The scheduler adds such trials to ``_culled_on_replay``."""
+class RestoredDecisions:
+    """What a culling scheduler needs to survive a driver restart (mixed in before Tune's
+    scheduler class): the trials restored with reports are kept for ``_replay``, which
+    rebuilds the scheduler's state from them before its next decision; a trial the killed
+    driver had culled but Tune restored as pending or running (its state was saved before the
+    cull) is ended at once instead of trained again (Optuna keeps its reported values, as
+    PRUNED): ``_replay`` adds such trials to ``_culled_on_replay``."""
 
-    _culled_on_replay: set[str]
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._to_replay: list = []
+        self._culled_on_replay: set[str] = set()
 
-    def _end_culled_pending(self, tune_controller) -> None:
+    def _replay(self) -> None:
+        raise NotImplementedError
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        super().on_trial_add(tune_controller, trial)
+        if TIME_ATTR in trial.last_result:  # restored: it reported before the driver stopped
+            self._to_replay.append(trial)
+
+    def choose_trial_to_run(self, tune_controller):
+        self._replay()
         for trial in tune_controller.get_trials():
             if trial.trial_id in self._culled_on_replay and trial.status == trial.PENDING:
                 self._culled_on_replay.discard(trial.trial_id)
                 log.info("trial %s was culled before the driver stopped: ended", trial.trial_id)
                 tune_controller.stop_trial(trial)
+        return super().choose_trial_to_run(tune_controller)
 
-    def _was_culled(self, trial) -> bool:
+    def _culled_before_restart(self, trial) -> bool:
+        """Replays what was restored; whether ``trial`` was culled before the restart."""
+        self._replay()
         if trial.trial_id not in self._culled_on_replay:
             return False
         self._culled_on_replay.discard(trial.trial_id)
@@ -98,7 +116,7 @@ class CullsSurviveRestarts:
         return True
 
 
-class ResumableASHA(CullsSurviveRestarts, AsyncHyperBandScheduler):
+class ResumableASHA(RestoredDecisions, AsyncHyperBandScheduler):
     """Asynchronous successive halving whose rungs survive a driver restart; with several
     brackets, asynchronous Hyperband."""
 
@@ -110,8 +128,6 @@ class ResumableASHA(CullsSurviveRestarts, AsyncHyperBandScheduler):
                          grace_period=grace_period or asha_grace_period(max_t),
                          reduction_factor=reduction_factor, brackets=brackets,
                          stop_last_trials=False)
-        self._to_replay: list = []
-        self._culled_on_replay = set()
 
     def bracket_rungs(self, index: int) -> dict[int, dict[str, float]]:
         """A bracket's milestone -> {trial id: the metric recorded there}, in the metric's
@@ -139,17 +155,9 @@ class ResumableASHA(CullsSurviveRestarts, AsyncHyperBandScheduler):
     def on_trial_add(self, tune_controller, trial) -> None:
         super().on_trial_add(tune_controller, trial)  # checks metric and mode
         self._trial_info[trial.trial_id] = self._brackets[self.bracket_of(trial.config)]
-        if TIME_ATTR in trial.last_result:  # restored: it reported before the driver stopped
-            self._to_replay.append(trial)
-
-    def choose_trial_to_run(self, tune_controller):
-        self._replay()
-        self._end_culled_pending(tune_controller)
-        return super().choose_trial_to_run(tune_controller)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        self._replay()
-        if self._was_culled(trial):
+        if self._culled_before_restart(trial):
             return TrialScheduler.STOP
         action = super().on_trial_result(tune_controller, trial, result)
         if action == TrialScheduler.STOP and is_baseline(trial.config):
@@ -195,7 +203,7 @@ def predicted_shortfall(curve: Sequence[float], leader: Sequence[float]) -> floa
     return min(min(curve), carried) / min(leader) - 1
 
 
-class LeaderGap(CullsSurviveRestarts, FIFOScheduler):
+class LeaderGap(RestoredDecisions, FIFOScheduler):
     """Culls a trial whose epoch-paired gap to the leader predicts it ends more than
     ``margin`` behind the leader's best (see the module's docstring); never a baseline.
     Losses only (mode ``min``)."""
@@ -207,8 +215,6 @@ class LeaderGap(CullsSurviveRestarts, FIFOScheduler):
         self.first_epoch = first_epoch or leader_gap_first_epoch(max_t)
         self._losses: dict[str, dict[int, float]] = {}  # trial id -> epoch -> loss
         self._culled: set[str] = set()  # never a leader
-        self._to_replay: list = []
-        self._culled_on_replay = set()
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
         if mode not in (None, "min"):
@@ -231,19 +237,8 @@ class LeaderGap(CullsSurviveRestarts, FIFOScheduler):
                    and len(self.curve(t)) >= epoch]
         return min(reached, key=lambda t: min(self.curve(t)), default=None)
 
-    def on_trial_add(self, tune_controller, trial) -> None:
-        super().on_trial_add(tune_controller, trial)
-        if TIME_ATTR in trial.last_result:  # restored: it reported before the driver stopped
-            self._to_replay.append(trial)
-
-    def choose_trial_to_run(self, tune_controller):
-        self._replay()
-        self._end_culled_pending(tune_controller)
-        return super().choose_trial_to_run(tune_controller)
-
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        self._replay()
-        if self._was_culled(trial):
+        if self._culled_before_restart(trial):
             return TrialScheduler.STOP
         return TrialScheduler.STOP if self._record(trial, result) else TrialScheduler.CONTINUE
 

@@ -55,7 +55,7 @@ class SweepOptions:
     budget_epochs: int | None = None
     budget_device_hours: float | None = None
     sampler: str = "tpe"  # hpcm_tune.names.SAMPLERS
-    scheduler: str = "asha"  # hpcm_tune.names.SCHEDULERS; the per-scale stopper always runs
+    scheduler: str = "leader-gap"  # hpcm_tune.names.SCHEDULERS; the per-scale stopper always runs
     # A fixed config (the searched knobs) instead of a search, optionally at several lambdas:
     # one trial per lambda, e.g. to get a rate-distortion curve of a sweep's winner.
     fixed_config: dict[str, Any] | None = None

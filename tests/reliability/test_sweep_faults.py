@@ -258,7 +258,7 @@ def test_ctrl_c_ends_the_sweep_as_interrupted_and_resume_finishes_it(
                                                   marker=tmp_path / "interrupted-marker",
                                                   sig=signal.SIGINT))
     # Both trials were running (the second reports before the first's second epoch ends,
-    # or had not reported yet); neither reached ASHA's first rung (after 3 epochs).
+    # or had not reported yet); neither reached the epoch the scheduler first judges (2 of 6).
     assert "=== sweep interrupted after" in proc.stdout, proc.stdout
     assert re.search(r"0 culled by the scheduler, [12] interrupted\)", proc.stdout)
     assert "interrupted (resume continues it)" in proc.stdout

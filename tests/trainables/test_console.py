@@ -200,7 +200,7 @@ def test_with_console_adds_the_reporter_unless_verbose():
     other = object()
     quiet = with_console(options, [other], verbose=False)
     assert isinstance(quiet[0], ConsoleReporter) and quiet[1:] == [other]
-    assert quiet[0].trials == 16 and quiet[0].every == 3 and quiet[0].scheduler == "asha"
+    assert quiet[0].trials == 16 and quiet[0].every == 3 and quiet[0].scheduler == "leader-gap"
     assert "base_lr" not in quiet[0].knobs  # searched only with --wide-space
     wide = SweepOptions(name="x", storage_path="/tmp", epochs=12, wide_space=True)
     assert "base_lr" in with_console(wide, None, verbose=False)[0].knobs
