@@ -8,7 +8,9 @@ only when a trial runs: the driver that hands the trainable to Tune never trains
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -20,30 +22,72 @@ from trainables.spec import TrialSpec
 log = logging.getLogger(__name__)
 
 
+STAGING_PREFIX = "hpcm-ckpt-"
+LOCK = ".owner.lock"
+
+
+def stage_checkpoint_folder(prefix: str) -> tuple[tempfile.TemporaryDirectory, int]:
+    """A temporary folder to stage a checkpoint in, and the descriptor of its owner lock:
+    an exclusive ``flock`` that this process holds until it closes the descriptor or dies
+    (the kernel releases it then), so that :func:`remove_orphaned_staging` tells a live
+    folder from one a dead worker left. The lock file is locked before it gets its name, so
+    a cleaner never finds it unlocked while its owner lives."""
+    folder = tempfile.TemporaryDirectory(prefix=prefix)
+    fd, path = tempfile.mkstemp(dir=folder.name)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(path, Path(folder.name) / LOCK)
+    return folder, fd
+
+
+def remove_orphaned_staging(root: Path, own_prefix: str) -> list[Path]:
+    """Remove the staged checkpoint folders under ``root`` whose owner died (a worker killed
+    with its driver, a trial never run again after a resume): those whose owner lock can be
+    taken, and those of this trial's earlier attempts (``own_prefix``; folders staged before
+    the lock existed). Returns what it removed."""
+    removed = []
+    for folder in root.glob(f"{STAGING_PREFIX}*"):
+        lock = folder / LOCK
+        if lock.exists():
+            try:
+                fd = os.open(lock, os.O_RDWR)
+            except FileNotFoundError:  # its owner is removing it
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # its owner is alive
+                continue
+            finally:
+                os.close(fd)
+        elif not folder.name.startswith(own_prefix):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)  # a leftover must not fail the trial
+        removed.append(folder)
+    return removed
+
+
 class TuneSession:
     """Ray Tune's function-API session: ``tune.get_checkpoint`` and ``tune.report``.
 
     A checkpoint is staged in a temporary folder that ``tune.report`` copies to the sweep's
     storage; the report then blocks until the driver takes the result. A driver killed
     meanwhile takes the worker with it, and the folder stays behind (a checkpoint's size:
-    784 MiB for Base). Staging folders carry the trial's id, so the trial's next attempt
-    removes its predecessor's leftovers on this node."""
+    784 MiB for Base). So every trial starting on a node removes the staged folders whose
+    owner died (:func:`remove_orphaned_staging`)."""
 
     @staticmethod
     def _staging_prefix() -> str:
         from ray import tune
 
-        return f"hpcm-ckpt-{tune.get_context().get_trial_id()}-"
+        return f"{STAGING_PREFIX}{tune.get_context().get_trial_id()}-"
 
     def restore(self) -> dict | None:
         from ray import tune
 
         from trainables.trial import load_state
 
-        for stale in Path(tempfile.gettempdir()).glob(f"{self._staging_prefix()}*"):
-            log.info("removing %s, a checkpoint staged by an earlier attempt of this trial",
-                     stale)
-            shutil.rmtree(stale, ignore_errors=True)  # a leftover must not fail the trial
+        for stale in remove_orphaned_staging(Path(tempfile.gettempdir()),
+                                             self._staging_prefix()):
+            log.info("removed %s, a checkpoint staged by a worker that died", stale)
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
             return None
@@ -58,9 +102,13 @@ class TuneSession:
         if state is None:
             tune.report(metrics)
             return
-        with tempfile.TemporaryDirectory(prefix=self._staging_prefix()) as directory:
-            save_state(state, Path(directory))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        folder, lock = stage_checkpoint_folder(self._staging_prefix())
+        try:
+            save_state(state, Path(folder.name))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder.name))
+        finally:
+            folder.cleanup()
+            os.close(lock)
 
 
 def hpcm_trainable(config: dict) -> None:

@@ -59,3 +59,36 @@ def test_the_checkpoint_holds_the_trial_state_and_each_scales_best_weights(resul
     assert set(state["scale_best_weights"]) == {"s1", "s2", "s3"}
     for weights in state["scale_best_weights"].values():
         assert weights.keys() == state["trainer"]["state_dict"].keys()
+
+
+def test_a_staged_checkpoint_is_removed_once_its_owner_died_and_not_before(tmp_path):
+    """A worker killed while its checkpoint waits in ``tune.report`` (its driver died) leaves
+    the staged folder behind; the next trial on the node removes it, never a live one."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from trainables.tune_trainable import remove_orphaned_staging
+
+    owner = subprocess.Popen(
+        [sys.executable, "-c", "import time; from trainables.tune_trainable import "
+         "stage_checkpoint_folder; folder, lock = stage_checkpoint_folder('hpcm-ckpt-t1-'); "
+         "print(folder.name, flush=True); time.sleep(120)"],
+        cwd=Path(__file__).resolve().parents[2], env={**os.environ, "TMPDIR": str(tmp_path)},
+        stdout=subprocess.PIPE, text=True)
+    try:
+        staged = Path(owner.stdout.readline().strip())
+        assert staged.parent == tmp_path and staged.is_dir()
+        # Staged before the owner lock existed: removed by its own trial's next attempt only.
+        unlocked = {t: tmp_path / f"hpcm-ckpt-{t}-old" for t in ("t2", "t3")}
+        for folder in unlocked.values():
+            folder.mkdir()
+        assert remove_orphaned_staging(tmp_path, "hpcm-ckpt-t2-") == [unlocked["t2"]]
+        assert staged.is_dir() and unlocked["t3"].is_dir()  # the owner lives
+    finally:
+        owner.kill()  # as a driver's death takes its workers: no clean-up runs
+        owner.wait()
+    assert staged.is_dir()
+    assert remove_orphaned_staging(tmp_path, "hpcm-ckpt-t4-") == [staged]
+    assert not staged.exists() and unlocked["t3"].is_dir()
