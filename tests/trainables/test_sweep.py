@@ -332,8 +332,8 @@ def test_fixed_config_at_several_lambdas_is_one_trial_per_lambda(
 def test_a_rate_distortion_curve_runs_every_lambda_to_its_budget_and_crowns_none(
         cluster, tmp_path, photo_dirs, pretrained_tiny_path):
     """A rate-distortion curve (``--config --lambdas``) has nothing to rank, and its losses at
-    different lambdas are on different scales: the default ASHA would cull the higher
-    lambda's trial at its first rung (one trial at a time, the lower lambda first), and a
+    different lambdas are on different scales: a culling scheduler would cull the higher
+    lambda's trial (one trial at a time, the lower lambda first: its loss is lower), and a
     "best" trial would always be the lowest lambda's."""
     from trainables.sweep import read_marker
 
