@@ -46,20 +46,20 @@ def remove_orphaned_staging(root: Path, own_prefix: str) -> list[Path]:
     the lock existed). Returns what it removed."""
     removed = []
     for folder in root.glob(f"{STAGING_PREFIX}*"):
-        lock = folder / LOCK
-        if lock.exists():
-            try:
-                fd = os.open(lock, os.O_RDWR)
-            except FileNotFoundError:  # its owner is removing it
+        try:
+            fd = os.open(folder / LOCK, os.O_RDONLY)
+        except FileNotFoundError:  # no lock yet, none any more, or staged before locks
+            if not folder.name.startswith(own_prefix):
                 continue
+        except PermissionError:  # another user's sweep: not ours to judge
+            continue
+        else:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:  # its owner is alive
                 continue
             finally:
                 os.close(fd)
-        elif not folder.name.startswith(own_prefix):
-            continue
         shutil.rmtree(folder, ignore_errors=True)  # a leftover must not fail the trial
         removed.append(folder)
     return removed
