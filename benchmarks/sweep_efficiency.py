@@ -119,22 +119,13 @@ def run_method(method: str, args, checkpoint: str, storage: str, seed: int) -> d
 
 
 def experiment(run: dict, method: str, epochs: int):
-    """A recorded sweep as ``analysis.Experiment`` (what ``tune_main.py analyze`` reads).
-
-    Runs recorded before their trials carried ``trial_id`` (the study of 2026-11-28) are
-    matched to their reports by epoch count and best loss, which identify them.
-    """
+    """A recorded sweep as ``analysis.Experiment`` (what ``tune_main.py analyze`` reads)."""
     import pandas as pd
 
     from analysis.results import Experiment
 
-    curves = _curves(run)
     rows, per_epoch = [], []
-    for trial in run["trials"]:
-        trial_id = trial.get("trial_id") or next(
-            t for t, c in curves.items() if len(c) == trial["epochs"]
-            and min(c) == trial["best_loss"] and t not in {row["trial_id"] for row in rows})
-        curve = curves[trial_id]
+    for trial_id, trial, curve in _trial_curves(run):
         ended = ("max epochs" if len(curve) == epochs else CULLED
                  if METHODS[method][1] != "fifo" else ALL_STOPPED)
         rows.append({"trial_id": trial_id, "best_loss": min(curve), "epochs_run": len(curve),
@@ -262,10 +253,7 @@ def early_rank_correlation(runs: list[dict], epochs: int) -> dict[int, list[floa
 
     rhos: dict[int, list[float]] = {}
     for run in runs:
-        curves: dict[str, list[float]] = {}
-        for report in run["reports"]:  # in report order: each trial's epochs in order
-            curves.setdefault(report["trial"], []).append(report["loss"])
-        full = [c for c in curves.values() if len(c) == epochs]
+        full = [c for c in _curves(run).values() if len(c) == epochs]
         if len(full) < 3:
             continue
         final = [min(c) for c in full]
@@ -276,6 +264,9 @@ def early_rank_correlation(runs: list[dict], epochs: int) -> dict[int, list[floa
     return rhos
 
 
+Replayed = tuple[dict, list[float]]  # a trial's config and its losses by epoch
+
+
 def _curves(run: dict) -> dict[str, list[float]]:
     """Each trial's losses, epoch by epoch, by trial id, in the order the trials first reported."""
     curves: dict[str, list[float]] = {}
@@ -284,11 +275,25 @@ def _curves(run: dict) -> dict[str, list[float]]:
     return curves
 
 
+def _trial_curves(run: dict) -> list[tuple[str, dict, list[float]]]:
+    """Each trial's id, record (config, best loss) and losses, in the run's order of trials.
+    Runs recorded before their trials carried ``trial_id`` (the study of 2026-11-28) are
+    matched to their reports by epoch count and best loss, which identify them."""
+    curves, out = _curves(run), []
+    for trial in run["trials"]:
+        trial_id = trial.get("trial_id") or next(
+            t for t, c in curves.items() if len(c) == trial["epochs"]
+            and min(c) == trial["best_loss"] and t not in {row[0] for row in out})
+        out.append((trial_id, trial, curves[trial_id]))
+    return out
+
+
 def asha_rule(rungs: tuple[int, ...], reduction: float = 3) -> Callable:
     """Ray's asynchronous rung rule: at a rung, stop a trial whose best-so-far is worse than
     the 1/reduction quantile of the best-so-far losses recorded there before it (Ray keeps the
     top 1/reduction of what it has seen; the first trial at a rung always passes)."""
-    def rule(curve: list[float], recorded: dict[int, list[float]], finished) -> bool:
+    def rule(config: dict, curve: list[float], recorded: dict[int, list[float]],
+             finished: list[Replayed]) -> bool:
         epoch = len(curve)
         if epoch not in rungs:
             return False
@@ -299,20 +304,47 @@ def asha_rule(rungs: tuple[int, ...], reduction: float = 3) -> Callable:
     return rule
 
 
-def extrapolation_rule(first: int, margin: float, trend: bool, epochs: int) -> Callable:
+def trains_as_fast_as(fast: dict, slow: dict, epochs: int | None = None) -> bool:
+    """Whether trial config ``fast`` trains each layer group that ``slow`` trains (in its
+    first ``epochs``; None: ever) from no later an epoch, at no lower a peak LR, with no longer
+    a warm-up and a decay to no lower a fraction: at each of those epochs, whatever the
+    budget, every group's LR is at least ``slow``'s."""
+    from trainables.layer_lr import GROUPS, LayerLRConfig
+
+    a, b = LayerLRConfig.from_flat(fast), LayerLRConfig.from_flat(slow)
+    for group in GROUPS:
+        start = b.start_epoch(group)
+        if start is None or (epochs is not None and start >= epochs):
+            continue
+        own_start = a.start_epoch(group)
+        if own_start is None or own_start > start:
+            return False
+        if a.base_lr * a.multiplier(group) < b.base_lr * b.multiplier(group):
+            return False
+    return a.warmup_epochs <= b.warmup_epochs and a.decay_to >= b.decay_to
+
+
+def extrapolation_rule(first: int, margin: float, trend: bool, epochs: int,
+                       as_fast: bool = False) -> Callable:
     """Learning-curve extrapolation against the leader (the finished trial with the lowest
     loss): from epoch ``first`` on, stop a trial predicted to end more than ``margin`` behind
     the leader's best. The prediction: the epoch-paired gap to the leader (the noise both
     curves share cancels) carried over the leader's later epochs, the ``--scheduler
     leader-gap`` rule (``stoppers.scheduler.predicted_shortfall``); with ``trend``, the gap's
-    linear trend carried to the last epoch."""
+    linear trend carried to the last epoch. With ``as_fast``, the leader is chosen among the
+    trials that trained each layer group at least as fast as the trial so far
+    (:func:`trains_as_fast_as`): a guard against short-horizon bias, which a faster
+    learning rate behind a slower leader would otherwise meet (README, the demo task)."""
     from stoppers.scheduler import predicted_shortfall
 
-    def rule(curve: list[float], recorded, finished: list[list[float]]) -> bool:
+    def rule(config: dict, curve: list[float], recorded, finished: list[Replayed]) -> bool:
         epoch = len(curve)
+        if as_fast:
+            finished = [(c, leader) for c, leader in finished
+                        if trains_as_fast_as(c, config, epoch)]
         if epoch < first or epoch == epochs or not finished:
             return False
-        leader = min(finished, key=min)
+        leader = min((leader for _, leader in finished), key=min)
         if not trend:
             return predicted_shortfall(curve, leader) > margin
         if epoch < 3:
@@ -330,29 +362,30 @@ def replay_rules(epochs: int) -> dict[str, Callable[[], Callable]]:
         "asha rungs 3, 9": lambda: asha_rule((3, 9)),
         "asha rungs 2, 6": lambda: asha_rule((2, 6)),
     }
+    variants = {"last gap, leaders as fast": (False, True), "last gap, any leader": (False, False),
+                "trend, any leader": (True, False)}
     for first in (2, 3, 4):
         for margin in (0.005, 0.01):
-            for trend in (False, True):
-                name = (f"extrapolate from epoch {first}, {'trend' if trend else 'last gap'}, "
-                        f"margin {margin:.1%}")
-                rules[name] = (lambda f=first, m=margin, t=trend:
-                               extrapolation_rule(f, m, t, epochs))
+            for variant, (trend, as_fast) in variants.items():
+                name = f"extrapolate from epoch {first}, {variant}, margin {margin:.1%}"
+                rules[name] = (lambda f=first, m=margin, t=trend, a=as_fast:
+                               extrapolation_rule(f, m, t, epochs, a))
     return rules
 
 
-def replay(curves: list[list[float]], rule: Callable) -> tuple[int, float]:
+def replay(trials: list[Replayed], rule: Callable) -> tuple[int, float]:
     """One full-budget sweep's curves under a stopping rule, the trials one after another
     with everything the earlier ones reported known (more than a parallel sweep knows):
     the trial-epochs spent and the best loss seen."""
     spent, best, recorded, finished = 0, math.inf, {}, []
-    for curve in curves:
+    for config, curve in trials:
         for epoch in range(1, len(curve) + 1):
             spent += 1
             best = min(best, curve[epoch - 1])
-            if rule(curve[:epoch], recorded, finished):
+            if rule(config, curve[:epoch], recorded, finished):
                 break
         else:
-            finished.append(curve)
+            finished.append((config, curve))
     return spent, best
 
 
@@ -367,9 +400,12 @@ def replay_study(runs: dict[int, dict[str, dict]], epochs: int) -> dict[str, dic
             for method, run in by_method.items():
                 if method == "grid" or not _full_budget(method):
                     continue
-                curves = [c for c in _curves(run).values() if len(c) == epochs]
-                spent, best = replay(curves, make())
-                shares.append(spent / (len(curves) * epochs))
+                first_report = list(_curves(run))  # replayed in this order
+                trials = [(trial["config"], curve) for _, trial, curve in
+                          sorted(_trial_curves(run), key=lambda t: first_report.index(t[0]))
+                          if len(curve) == epochs]
+                spent, best = replay(trials, make())
+                shares.append(spent / (len(trials) * epochs))
                 gaps.append(best / reference - 1)
         if shares:
             out[name] = {"compute": shares, "gap": gaps}

@@ -11,8 +11,9 @@ later, so its progressive unfreezing trained nothing new.)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import FREEZE_STRATEGIES
@@ -88,6 +89,12 @@ class LayerLRConfig:
             )
         if self.warmup_epochs < 0 or not 0 < self.decay_to <= 1:
             raise InputError("warmup_epochs must be >= 0 and decay_to in (0, 1]")
+
+    @classmethod
+    def from_flat(cls, config: Mapping[str, Any]) -> LayerLRConfig:
+        """The layer-wise settings of a flat trial config (Tune's); other keys are not its
+        business, those it lacks take their defaults."""
+        return cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
 
     def multiplier(self, group: str) -> float:
         return {

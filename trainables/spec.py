@@ -135,8 +135,7 @@ class TrialSpec:
         if unknown:
             raise InputError(f"unknown trial settings: {', '.join(sorted(unknown))}; known: "
                              f"{', '.join(sorted(cls.names()))}")
-        layer_lr = LayerLRConfig(**{k: config[k] for k in _LAYER_LR_FIELDS if k in config})
-        finetune = FineTuneConfig(layer_lr=layer_lr,
+        finetune = FineTuneConfig(layer_lr=LayerLRConfig.from_flat(config),
                                   **{k: config[k] for k in _FINETUNE_FIELDS if k in config})
         return cls(finetune=finetune,
                    **{k: config[k] for k in cls._own_names() if k in config})

@@ -59,12 +59,12 @@ def test_the_goal_needs_the_target_within_thirty_percent_in_epochs_and_device_ho
 def test_asha_rule_keeps_the_top_third_of_what_a_rung_has_seen():
     rule = bench.asha_rule((2,), reduction=3)
     recorded: dict = {}
-    assert not rule([1.0, 0.9], recorded, [])  # first at the rung: nothing to compare with
-    assert not rule([1.0], recorded, [])  # not a rung
-    assert rule([1.0, 0.95], recorded, [])  # behind the only earlier one
+    assert not rule({}, [1.0, 0.9], recorded, [])  # first at the rung: nothing to compare with
+    assert not rule({}, [1.0], recorded, [])  # not a rung
+    assert rule({}, [1.0, 0.95], recorded, [])  # behind the only earlier one
     # 0.92 is behind the lower third of {0.9, 0.95} (0.917); 0.91 is not.
-    assert rule([1.0, 0.92], recorded, [])
-    assert not rule([1.0, 0.91], recorded, [])
+    assert rule({}, [1.0, 0.92], recorded, [])
+    assert not rule({}, [1.0, 0.91], recorded, [])
 
 
 def test_asha_rule_decides_as_rays_asynchronous_hyperband():
@@ -77,25 +77,75 @@ def test_asha_rule_decides_as_rays_asynchronous_hyperband():
     rays = [bracket.on_result(SimpleNamespace(trial_id=str(i)), 2, -loss) == "STOP"
             for i, loss in enumerate(losses)]
     rule, recorded = bench.asha_rule((2,), reduction=3), {}
-    assert [rule([1.0, loss], recorded, []) for loss in losses] == rays
+    assert [rule({}, [1.0, loss], recorded, []) for loss in losses] == rays
     assert any(rays) and not all(rays)
 
 
 def test_extrapolation_stops_a_trial_whose_paired_gap_predicts_a_loss_beyond_the_margin():
-    leader = [1.0, 0.9, 0.85, 0.8]
+    plain, slow = ({"context_lr_ratio": r, "freeze_strategy": "none"} for r in (1.0, 0.1))
+    leader = [(plain, [1.0, 0.9, 0.85, 0.8])]
     rule = bench.extrapolation_rule(first=2, margin=0.01, trend=False, epochs=4)
     # 0.5 % behind the leader at every epoch: kept; 2 % behind at epoch 2: stopped
-    assert not rule([1.004, 0.9045], {}, [leader])
-    assert rule([1.02, 0.918], {}, [leader])
-    assert not rule([1.5], {}, [leader])  # before the first epoch it judges
+    assert not rule(slow, [1.004, 0.9045], {}, leader)
+    assert rule(slow, [1.02, 0.918], {}, leader)
+    assert not rule(slow, [1.5], {}, leader)  # before the first epoch it judges
     # A gap that closes by 1 % an epoch: the trend predicts it ends ahead, the last gap not.
     closing = [1.03, 0.92, 0.86]
-    assert bench.extrapolation_rule(2, 0.01, False, 4)(closing, {}, [leader])
-    assert not bench.extrapolation_rule(2, 0.01, True, 4)(closing, {}, [leader])
+    assert bench.extrapolation_rule(2, 0.01, False, 4)(slow, closing, {}, leader)
+    assert not bench.extrapolation_rule(2, 0.01, True, 4)(slow, closing, {}, leader)
+    # The scheduler's choice of leader: only one that trains as fast judges a trial.
+    fast = {"context_lr_ratio": 2.0, "freeze_strategy": "none"}
+    assert rule(fast, [1.02, 0.918], {}, leader)
+    assert not bench.extrapolation_rule(2, 0.01, False, 4, as_fast=True)(
+        fast, [1.02, 0.918], {}, leader)
+
+
+def test_trains_as_fast_as_means_no_group_slower_at_any_epoch():
+    """The replay's short-horizon-bias guard, checked on the optimizer's real schedules."""
+    import random
+
+    import hpcm
+    from trainables.layer_lr import GROUPS, LayerLRConfig, LayerLRManager
+
+    model, rng = hpcm.create_model("tiny"), random.Random(0)
+
+    def lr_by_epoch(config: dict, epochs: int = 8) -> dict[str, list[float]]:
+        manager = LayerLRManager(model, LayerLRConfig.from_flat(config))
+        return {group["name"]: [group["lr"] * schedule(e) for e in range(epochs)]
+                for group, schedule in zip(manager.param_groups(), manager.schedules(epochs))}
+
+    def draw() -> dict:
+        h = rng.randint(1, 4)
+        return {"context_lr_ratio": rng.choice((0.1, 0.5, 1.0, 2.0)),
+                "base_lr": rng.choice((1e-4, 2e-4)), "h_multiplier": rng.choice((0.5, 1)),
+                "freeze_strategy": rng.choice(("none", "entropy", "progressive")),
+                "unfreeze_h_epoch": h, "unfreeze_context_epoch": h + rng.randint(1, 3),
+                "warmup_epochs": rng.choice((0, 1)), "decay_to": rng.choice((0.1, 0.5))}
+
+    verdicts = set()
+    for _ in range(300):
+        a, b, epochs = draw(), draw(), rng.choice((None, 2, 5))
+        lr_a, lr_b = lr_by_epoch(a), lr_by_epoch(b)
+        verdict = bench.trains_as_fast_as(a, b, epochs)
+        if verdict:
+            assert all(x >= y for g in GROUPS for x, y in list(zip(lr_a[g], lr_b[g]))[:epochs])
+        verdicts.add((epochs, verdict))
+    assert verdicts == {(e, v) for e in (None, 2, 5) for v in (True, False)}
+    plain = {"context_lr_ratio": 1.0, "freeze_strategy": "none"}
+    assert bench.trains_as_fast_as(plain, {"context_lr_ratio": 0.1, "freeze_strategy": "entropy"})
+    assert not bench.trains_as_fast_as(plain, {**plain, "context_lr_ratio": 2.0})
+    # A context model unfrozen at epoch 4 has trained slower than plain fine-tuning in its
+    # first 4 epochs, whatever its ratio; not over its whole schedule.
+    late_fast = {"context_lr_ratio": 3.0, "freeze_strategy": "progressive",
+                 "unfreeze_h_epoch": 2, "unfreeze_context_epoch": 4}
+    assert bench.trains_as_fast_as(plain, late_fast, 4)
+    assert not bench.trains_as_fast_as(plain, late_fast, 5)
+    assert not bench.trains_as_fast_as(plain, late_fast)
 
 
 def test_replay_spends_only_the_epochs_a_rule_allows():
-    curves = [[1.0, 0.9, 0.8], [1.2, 1.1, 1.0], [1.0, 0.88, 0.79]]
+    config = {"context_lr_ratio": 1.0, "freeze_strategy": "none"}
+    curves = [(config, c) for c in ([1.0, 0.9, 0.8], [1.2, 1.1, 1.0], [1.0, 0.88, 0.79])]
     spent, best = bench.replay(curves, bench.extrapolation_rule(2, 0.01, False, 3))
     assert spent == 3 + 2 + 3  # the second trial is stopped at epoch 2
     assert best == 0.79

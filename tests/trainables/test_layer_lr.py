@@ -77,3 +77,9 @@ def test_schedule_warms_up_each_group_from_its_start_and_decays(tiny):
 def test_bad_configs_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LayerLRConfig(**kwargs)
+
+
+def test_from_flat_reads_the_layer_lr_keys_of_a_trial_config():
+    config = {"context_lr_ratio": 2.0, "freeze_strategy": "none", "seed": 3, "epochs": 12}
+    assert LayerLRConfig.from_flat(config) == LayerLRConfig(context_lr_ratio=2.0,
+                                                            freeze_strategy="none")
