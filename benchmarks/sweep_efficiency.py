@@ -35,8 +35,9 @@ each config's seed-to-seed sd.
 
 What a curve-predicting scheduler could reach on the task: the full-budget sweeps' recorded
 curves are replayed under early-stopping rules (ASHA's rungs; learning-curve extrapolation
-of each trial's epoch-paired gap to the leader, Domhan et al. 2015 in spirit), with every
-earlier trial's curve known, which favours the rules over a real parallel sweep.
+of each trial's epoch-paired gap to the leader, Domhan et al. 2015 in spirit, the leader
+being any trial or only one that trained as fast), with every earlier trial's curve known,
+which favours the rules over a real parallel sweep.
 
 How the report reads each searched sweep's winner: every sweep rebuilt as the
 ``analysis.Experiment`` that ``tune_main.py analyze`` would load, and its winner's lead over the
