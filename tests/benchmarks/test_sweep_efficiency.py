@@ -93,7 +93,7 @@ def test_extrapolation_stops_a_trial_whose_paired_gap_predicts_a_loss_beyond_the
     closing = [1.03, 0.92, 0.86]
     assert bench.extrapolation_rule(2, 0.01, False, 4)(slow, closing, {}, leader)
     assert not bench.extrapolation_rule(2, 0.01, True, 4)(slow, closing, {}, leader)
-    # The scheduler's choice of leader: only one that trains as fast judges a trial.
+    # With as_fast, only a leader that trained as fast so far judges a trial.
     fast = {"context_lr_ratio": 2.0, "freeze_strategy": "none"}
     assert rule(fast, [1.02, 0.918], {}, leader)
     assert not bench.extrapolation_rule(2, 0.01, False, 4, as_fast=True)(
