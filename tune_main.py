@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", default="optuna", choices=SEARCH_PRESETS,
                    help="the configs run first (default optuna: the two baselines, the "
                    "report's recommendation and plain fine-tuning; see README)")
-    g.add_argument("--wide-space", action="store_true", help="also search base_lr, h_multiplier")
+    g.add_argument("--wide-space", action="store_true",
+                   help="also search base_lr in [1e-5, 1e-3] and h_multiplier in [0.1, 1]; "
+                   "the preset's configs (the baselines) keep --base-lr and h_multiplier 0.5")
     g.add_argument("--max-context-lr-ratio", type=float, default=1.0, metavar="R",
                    help="search context-LR ratios up to R (default 1, the report's range; "
                    "above 1 the context model trains faster than the transforms: use it with "
@@ -361,9 +363,7 @@ def _resolve_task(args: argparse.Namespace) -> None:
         from trainables.demo import DEMO_TASK
         from trainables.pretrain import PRETRAIN_RECIPE
 
-        wide = getattr(args, "wide_space", False)  # then base_lr is searched, never set
-        chosen = {k: v for k, v in DEMO_TASK.items()
-                  if getattr(args, k) is None and not (wide and k == "base_lr")}
+        chosen = {k: v for k, v in DEMO_TASK.items() if getattr(args, k) is None}
         for key, value in chosen.items():
             setattr(args, key, value)
         log.info("demo task: derive a lower-rate tiny model, fine-tuning the pre-trained one "
@@ -372,7 +372,7 @@ def _resolve_task(args: argparse.Namespace) -> None:
         return
     if args.crops_per_image is None:
         args.crops_per_image = 2
-    if args.base_lr is None and not getattr(args, "wide_space", False):
+    if args.base_lr is None:
         args.base_lr = 1e-4
 
 
@@ -426,8 +426,6 @@ def _check_storage(storage: str, optuna_storage: str | None,
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.wide_space and args.base_lr is not None:
-        raise UsageError("--wide-space searches base_lr: drop --base-lr (or --wide-space)")
     _resolve_task(args)
     _check_numbers(args)
     address = cluster.cluster_address(args.address)
@@ -518,6 +516,7 @@ def _check_local_resources(args: argparse.Namespace) -> None:
 def _check_search(args: argparse.Namespace) -> None:
     """The search space and preset of a sweep, checked before Ray starts."""
     from search_spaces import FineTuneSpace, preset_points
+    from search_spaces.spaces import BASE_LR_RANGE
 
     try:
         FineTuneSpace(max_epochs=args.epochs, wide=args.wide_space)
@@ -529,6 +528,10 @@ def _check_search(args: argparse.Namespace) -> None:
         FineTuneSpace(max_epochs=args.epochs, max_context_lr_ratio=args.max_context_lr_ratio)
     except InputError as exc:
         raise UsageError(f"--max-context-lr-ratio: {exc}") from exc
+    low, high = BASE_LR_RANGE
+    if args.wide_space and not low <= args.base_lr <= high:
+        raise UsageError(f"--base-lr {args.base_lr:g}: with --wide-space it is the baselines' "
+                         f"base LR and must lie in the searched range [{low:g}, {high:g}]")
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

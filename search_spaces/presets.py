@@ -5,8 +5,10 @@ run before TPE proposes its own:
 
 - ``optuna`` (default): the two configs a user would run without a sweep, its baselines:
   the original report's recommended config (ratio 0.1, entropy frozen) and plain
-  fine-tuning (one learning rate for every part, nothing frozen); the report measures the
-  winner against both;
+  fine-tuning (the context model at the transforms' LR, nothing frozen; the hyperprior at
+  half of it, as everywhere); the report measures the winner against both. With a wide
+  space every point keeps the task's base LR and h multiplier
+  (``FineTuneSpace.complete``);
 - ``seed-context-lr``: context ratios 1.0, 0.5, 0.1, 0.01 (entropy frozen);
 - ``seed-freeze``: none, entropy, and progressive unfreezing at epochs 100/200 of the
   report's 500-epoch progressive run (1/5 and 2/5 of the budget), scaled to this sweep's

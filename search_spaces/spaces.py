@@ -8,16 +8,20 @@ space it cannot import again makes ``Tuner.restore`` fail (or, worse, restart si
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 
 from hpcm_tune.errors import InputError
-from hpcm_tune.names import FREEZE_STRATEGIES
+from hpcm_tune.names import FREEZE_STRATEGIES, WIDE_KNOBS
 
 #: The original report's range: it only ever slowed the context model down.
 CONTEXT_LR_RANGE = (0.01, 1.0)
+#: What ``wide`` also searches (log-uniform): the transforms' LR and the hyperprior's share.
+BASE_LR_RANGE = (1e-5, 1e-3)
+H_MULTIPLIER_RANGE = (0.1, 1.0)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,14 @@ class FineTuneSpace:
             h = trial.suggest_int("unfreeze_h_epoch", 1, self.max_epochs - 2)
             trial.suggest_int("unfreeze_context_epoch", h + 1, self.max_epochs - 1)
         if self.wide:
-            trial.suggest_float("base_lr", 1e-5, 1e-3, log=True)
-            trial.suggest_float("h_multiplier", 0.1, 1.0, log=True)
+            trial.suggest_float("base_lr", *BASE_LR_RANGE, log=True)
+            trial.suggest_float("h_multiplier", *H_MULTIPLIER_RANGE, log=True)
         return None
+
+    def complete(self, point: Mapping[str, Any], task: Mapping[str, Any]) -> dict[str, Any]:
+        """``point`` (a preset's config) with the wide knobs it leaves open set to the task's
+        (``task``: a trial's flat config). Left to the sampler, a baseline would train at a
+        drawn base LR and no longer be the config it is named after."""
+        if not self.wide:
+            return dict(point)
+        return {**{k: task[k] for k in WIDE_KNOBS}, **point}

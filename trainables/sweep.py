@@ -195,6 +195,8 @@ def _optuna_search(options: SweepOptions):
         best = warm.best_configs(startup_trials(options.num_samples), options.epochs,
                                  space.context_lr_range)
         points += [p for p in best if p not in points]
+    task = options.trial.to_config()
+    points = [space.complete(p, task) for p in points]
     storage = open_optuna_storage(options.optuna_storage) if options.optuna_storage else None
     search = ResumableOptunaSearch(
         space=space,

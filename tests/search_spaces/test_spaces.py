@@ -51,6 +51,16 @@ def test_ratios_above_1_only_when_asked_for():
             FineTuneSpace(max_epochs=10, max_context_lr_ratio=bad)
 
 
+def test_a_wide_space_completes_a_preset_point_with_the_tasks_base_lr():
+    task = {"base_lr": 5e-4, "h_multiplier": 0.5, "lmbda": 0.0003}
+    point = {"context_lr_ratio": 1.0, "freeze_strategy": "none"}
+    wide = FineTuneSpace(max_epochs=12, wide=True)
+    assert wide.complete(point, task) == {**point, "base_lr": 5e-4, "h_multiplier": 0.5}
+    own = {**point, "base_lr": 2e-4}  # a point that names its own LR (a warm start's) keeps it
+    assert wide.complete(own, task) == {**own, "h_multiplier": 0.5}
+    assert FineTuneSpace(max_epochs=12).complete(point, task) == point
+
+
 def test_space_pickles_by_reference_to_an_importable_module():
     space = FineTuneSpace(max_epochs=30, wide=True)
     assert pickle.loads(pickle.dumps(space)) == space

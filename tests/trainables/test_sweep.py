@@ -598,6 +598,27 @@ def test_ratios_above_1_with_asha_are_warned_about(ratio, scheduler, warned, cap
             "epochs" in caplog.text) is warned
 
 
+def test_with_a_wide_space_the_baselines_keep_the_tasks_base_lr(pretrained_tiny_path):
+    # Left open, TPE drew the baselines' base LR and h multiplier: the report then measured
+    # the winner against a "plain fine-tuning" that was not.
+    from search_spaces import BASELINES
+    from search_spaces.spaces import BASE_LR_RANGE
+    from trainables.sweep import _optuna_search
+
+    trial = TrialSpec(model="tiny", checkpoint=str(pretrained_tiny_path)).replace(
+        lmbda=0.0003, base_lr=5e-4)
+    options = SweepOptions(name="wide", storage_path="results", trial=trial, epochs=12,
+                           num_samples=8, wide_space=True)
+    search = _optuna_search(options)
+    first = [search.suggest(f"t{i}") for i in range(len(BASELINES))]
+    assert [b.config for b in BASELINES] == [
+        {k: c[k] for k in b.config} for b, c in zip(BASELINES, first)]
+    assert all(c["base_lr"] == 5e-4 and c["h_multiplier"] == 0.5 for c in first)
+    drawn = [search.suggest(f"u{i}")["base_lr"] for i in range(3)]
+    assert all(BASE_LR_RANGE[0] <= lr <= BASE_LR_RANGE[1] for lr in drawn)
+    assert len(set(drawn)) == 3  # after the baselines, the base LR is searched
+
+
 def test_a_latest_checkpoint_deleted_after_the_last_state_save_is_repaired(reference, tmp_path):
     """Tune deletes a checkpoint that is neither the best nor the latest when a newer one
     arrives, and saves its state later: a driver killed in between leaves a state whose latest
