@@ -125,8 +125,6 @@ def test_ctrl_c_in_a_finetune_says_how_to_continue_it(tmp_path, photo_dirs,
     (["run", "--epochs", "-3"], "--epochs must be positive"),  # more numbers: tests/reliability
     (["run", "--model", "base"], "needs a trained checkpoint"),
     (["run", "--train-dir", "/nonexistent/photos"], "no such folder"),
-    (["run", "--wide-space", "--base-lr", "0.01"],
-     "--base-lr 0.01: with --wide-space it is the baselines' base LR and must lie in"),
     (["finetune", "--context-lr-ratio", "-1"], "context_lr_ratio must be a finite number > 0"),
     (["finetune", "--context-lr-ratio", "0"], "context_lr_ratio must be a finite number > 0"),
     (["finetune", "--freeze-strategy", "progressive", "--unfreeze-h-epoch", "5",

@@ -177,8 +177,10 @@ def _optuna_search(options: SweepOptions):
     from stoppers.scheduler import asha_grace_period
     from trainables.optuna_search import ResumableOptunaSearch
 
+    task = options.trial.to_config()
     space = FineTuneSpace(max_epochs=options.epochs, wide=options.wide_space,
-                          max_context_lr_ratio=options.max_context_lr_ratio)
+                          max_context_lr_ratio=options.max_context_lr_ratio,
+                          base_lr=task["base_lr"])
     if space.max_context_lr_ratio > 1 and options.scheduler == "asha":
         log.warning("context-LR ratios above 1 with ASHA: its first rung ranks the trials "
                     "after %d epochs, before a faster learning rate pays off (on the demo task "
@@ -188,14 +190,12 @@ def _optuna_search(options: SweepOptions):
                     asha_grace_period(options.epochs))
     points = preset_points(options.preset, options.epochs)
     warm = options.warm_start
-    told = warm.trials_within(space.context_lr_range) if warm and warm.same_task else []
+    told = warm.trials_within(space) if warm and warm.same_task else []
     if told:  # what the earlier sweep ran is known: not run again
         points = [p for p in points if p not in [t["params"] for t in told]]
     elif warm and not warm.same_task:
-        best = warm.best_configs(startup_trials(options.num_samples), options.epochs,
-                                 space.context_lr_range)
+        best = warm.best_configs(startup_trials(options.num_samples), options.epochs, space)
         points += [p for p in best if p not in points]
-    task = options.trial.to_config()
     points = [space.complete(p, task) for p in points]
     storage = open_optuna_storage(options.optuna_storage) if options.optuna_storage else None
     search = ResumableOptunaSearch(

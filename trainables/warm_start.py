@@ -25,6 +25,7 @@ from hpcm_tune.errors import InputError
 from hpcm_tune.files import is_uri
 from hpcm_tune.tune_files import read_params
 from search_spaces.presets import rescale_unfreeze_epochs
+from search_spaces.spaces import FineTuneSpace
 
 if TYPE_CHECKING:
     from trainables.sweep import SweepOptions
@@ -52,24 +53,23 @@ class WarmStart:
     def same_task(self) -> bool:
         return not self.differences
 
-    def trials_within(self, ratio_range: tuple[float, float]) -> list[dict[str, Any]]:
-        """The trials whose context-LR ratio lies in ``ratio_range`` (a sweep that searched
-        ratios above 1 warm-starting one that does not); the others are logged."""
-        low, high = ratio_range
-        inside = [t for t in self.trials if low <= t["params"]["context_lr_ratio"] <= high]
-        outside = [t["params"]["context_lr_ratio"] for t in self.trials if t not in inside]
-        if outside:
-            log.info("warm start: %d earlier trial(s) left out: their context-LR ratios (up to "
-                     "%.3g) lie outside this sweep's [%g, %g]", len(outside), max(outside),
-                     low, high)
+    def trials_within(self, space: FineTuneSpace) -> list[dict[str, Any]]:
+        """The trials whose knobs lie in ``space`` (a sweep that searched ratios above 1, or
+        a wider base LR, warm-starting one that does not); the others are logged."""
+        inside = [t for t in self.trials if space.contains(t["params"])]
+        if len(inside) < len(self.trials):
+            wide = (f", base LR [{space.base_lr_range[0]:.3g}, {space.base_lr_range[1]:.3g}]"
+                    if space.wide else "")
+            log.info("warm start: %d earlier trial(s) left out: their knobs lie outside this "
+                     "sweep's space (context-LR ratio [%g, %g]%s)",
+                     len(self.trials) - len(inside), *space.context_lr_range, wide)
         return inside
 
-    def best_configs(self, count: int, epochs: int,
-                     ratio_range: tuple[float, float]) -> list[dict[str, Any]]:
-        """The ``count`` best distinct configs within ``ratio_range``, for an epoch budget of
+    def best_configs(self, count: int, epochs: int, space: FineTuneSpace) -> list[dict[str, Any]]:
+        """The ``count`` best distinct configs within ``space``, for an epoch budget of
         ``epochs``."""
         configs: list[dict[str, Any]] = []
-        for trial in self.trials_within(ratio_range):
+        for trial in self.trials_within(space):
             config = rescale_unfreeze_epochs(trial["params"], self.epochs, epochs)
             if config not in configs:
                 configs.append(config)

@@ -35,9 +35,14 @@ def test_context_ratio_is_log_uniform():
 
 
 def test_wide_space_adds_base_lr_and_h_multiplier():
-    for p in _sample(FineTuneSpace(max_epochs=10, wide=True), 20):
-        assert 1e-5 <= p["base_lr"] <= 1e-3 and 0.1 <= p["h_multiplier"] <= 1.0
+    space = FineTuneSpace(max_epochs=10, wide=True, base_lr=5e-4)
+    lrs = []
+    for p in _sample(space, 200):
+        assert 5e-4 / 4 <= p["base_lr"] <= 5e-4 * 4 and 0.1 <= p["h_multiplier"] <= 1.0
         assert 0.01 <= p["context_lr_ratio"] <= 1.0
+        lrs.append(p["base_lr"])
+    # Log-uniform around the task's base LR: as many draws below it as above.
+    assert sum(lr < 5e-4 for lr in lrs) / len(lrs) == pytest.approx(0.5, abs=0.1)
 
 
 def test_ratios_above_1_only_when_asked_for():

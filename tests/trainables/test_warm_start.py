@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from hpcm_tune.errors import InputError
 from search_spaces import PLAIN, RECOMMENDED, startup_trials
-from search_spaces.spaces import CONTEXT_LR_RANGE
+from search_spaces.spaces import FineTuneSpace
 from tests.reliability.helpers import cli_error
 from trainables.spec import TrialSpec
 from trainables.sweep import SweepOptions, _optuna_search
@@ -42,6 +42,9 @@ def test_the_task_is_what_defines_the_loss(pretrained_tiny_path, tmp_path):
     assert [d.split(" ")[0] for d in task_differences(_options(copy), options)] == ["checkpoint"]
 
 
+REPORT_SPACE = FineTuneSpace(max_epochs=12)
+
+
 def _warm(differences: list[str]) -> WarmStart:
     progressive = {"context_lr_ratio": 0.3, "freeze_strategy": "progressive",
                    "unfreeze_h_epoch": 4, "unfreeze_context_epoch": 8}
@@ -57,12 +60,12 @@ def _warm(differences: list[str]) -> WarmStart:
 def test_best_configs_are_distinct_best_first_with_unfreeze_epochs_rescaled():
     warm = _warm(["epochs 12 -> 6"])
     # Rescaled to 6 epochs, the two progressive configs (h 4 and 5) are one: 2 and 4.
-    assert warm.best_configs(3, 6, CONTEXT_LR_RANGE) == [
+    assert warm.best_configs(3, 6, REPORT_SPACE) == [
         {"context_lr_ratio": 0.3, "freeze_strategy": "progressive", "unfreeze_h_epoch": 2,
          "unfreeze_context_epoch": 4},
         RECOMMENDED,
         {"context_lr_ratio": 0.02, "freeze_strategy": "none"}]
-    assert warm.best_configs(1, 24, CONTEXT_LR_RANGE)[0]["unfreeze_context_epoch"] == 16
+    assert warm.best_configs(1, 24, REPORT_SPACE)[0]["unfreeze_context_epoch"] == 16
 
 
 def test_trials_outside_the_new_ratio_range_are_left_out(caplog, pretrained_tiny_path):
@@ -71,11 +74,12 @@ def test_trials_outside_the_new_ratio_range_are_left_out(caplog, pretrained_tiny
     warm.trials.insert(0, {"trial_id": "w", "best_loss": 0.2,
                            "params": {"context_lr_ratio": 2.5, "freeze_strategy": "none"}})
     with caplog.at_level(logging.INFO, logger="trainables.warm_start"):
-        narrow = warm.best_configs(2, 12, CONTEXT_LR_RANGE)
+        narrow = warm.best_configs(2, 12, REPORT_SPACE)
     assert [c["context_lr_ratio"] for c in narrow] == [0.3, 0.1]
-    assert ("1 earlier trial(s) left out: their context-LR ratios (up to 2.5) lie outside "
-            "this sweep's [0.01, 1]") in caplog.text
-    assert warm.best_configs(1, 12, (0.01, 4.0))[0]["context_lr_ratio"] == 2.5
+    assert ("1 earlier trial(s) left out: their knobs lie outside this sweep's space "
+            "(context-LR ratio [0.01, 1])") in caplog.text
+    faster = FineTuneSpace(max_epochs=12, max_context_lr_ratio=4.0)
+    assert warm.best_configs(1, 12, faster)[0]["context_lr_ratio"] == 2.5
     # The same task: told to the sampler, but not a point outside its space (Optuna refuses).
     told = [t for t in _study(_options(pretrained_tiny_path, warm_start=warm)).trials
             if t.state == TrialState.COMPLETE]
@@ -84,6 +88,17 @@ def test_trials_outside_the_new_ratio_range_are_left_out(caplog, pretrained_tiny
                            max_context_lr_ratio=4.0))
     assert [t.user_attrs["warm_start_trial"] for t in wide.trials
             if t.state == TrialState.COMPLETE] == ["w", "a", "b", "c", "d"]
+
+
+def test_a_wide_space_leaves_out_base_lrs_outside_its_range(caplog):
+    warm = _warm([])
+    for trial, lr in zip(warm.trials, (5e-4, 1e-4, 2e-3, 3e-3)):
+        trial["params"] = {**trial["params"], "base_lr": lr, "h_multiplier": 0.5}
+    wide = FineTuneSpace(max_epochs=12, wide=True, base_lr=5e-4)  # base LRs [1.25e-4, 2e-3]
+    with caplog.at_level(logging.INFO, logger="trainables.warm_start"):
+        assert [t["trial_id"] for t in warm.trials_within(wide)] == ["a", "c"]
+    assert "2 earlier trial(s) left out" in caplog.text and "base LR [0.000125, 0.002]" in caplog.text
+    assert len(warm.trials_within(REPORT_SPACE)) == 4  # the base LR is no knob there
 
 
 def _study(options: SweepOptions):
@@ -112,7 +127,7 @@ def test_another_task_runs_its_best_configs_first(pretrained_tiny_path):
     # 16 trials), the recommended config not twice.
     assert startup_trials(16) == 4
     assert first == [RECOMMENDED, PLAIN, *[
-        c for c in options.warm_start.best_configs(4, 12, CONTEXT_LR_RANGE) if c != RECOMMENDED]]
+        c for c in options.warm_start.best_configs(4, 12, REPORT_SPACE) if c != RECOMMENDED]]
 
 
 def test_a_folder_that_is_no_sweep_is_refused(tmp_path, pretrained_tiny_path):
