@@ -101,7 +101,8 @@ def run_method(method: str, args, checkpoint: str, storage: str, seed: int) -> d
                            epochs=args.epochs, num_samples=num_samples, preset=preset,
                            seed=seed, sampler=sampler, scheduler=scheduler, max_failures=0,
                            max_concurrent=args.concurrent,
-                           max_context_lr_ratio=args.max_context_lr_ratio)
+                           max_context_lr_ratio=args.max_context_lr_ratio,
+                           wide_space=args.wide_space)
     results = run_sweep(options)
     reports = []
     for result in results:
@@ -424,6 +425,8 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--max-context-lr-ratio", type=float, default=1.0, metavar="R",
                         help="search context-LR ratios up to R (default 1, the report's range)")
+    parser.add_argument("--wide-space", action="store_true",
+                        help="also search the base LR and the h multiplier (run --wide-space)")
     parser.add_argument("--checkpoint", help="starting model (default: the pre-trained tiny)")
     parser.add_argument("--json", help="also write the raw figures to this file")
     parser.add_argument("--plot", help="draw the demo task's knob sensitivity (grid) here")
@@ -445,7 +448,9 @@ def main() -> None:
         runs = {int(seed): by_method for seed, by_method in
                 saved.get("runs", saved.get("partial_runs", {})).items()}
         wall = saved.get("wall_min", math.nan) * 60
-        args.max_context_lr_ratio = saved.get("settings", {}).get("max_context_lr_ratio", 1.0)
+        settings = saved.get("settings", {})
+        args.max_context_lr_ratio = settings.get("max_context_lr_ratio", 1.0)
+        args.wide_space = settings.get("wide_space", False)
     else:
         runs, wall = run_all(args, methods)
     report(runs, args, wall)
@@ -508,7 +513,8 @@ def report(runs: dict[int, dict[str, dict]], args, wall: float) -> None:
         for method, run in by_method.items():
             scores[method].append({"seed": seed, **score(run, reference)})
     print(f"\ndemo task, {args.epochs} epochs per trial, {args.trials} trials per method "
-          f"(grid 6), context-LR ratios up to {args.max_context_lr_ratio:g}, "
+          f"(grid 6), context-LR ratios up to {args.max_context_lr_ratio:g}"
+          f"{', base LR and h multiplier searched' if args.wide_space else ''}, "
           f"seeds {sorted(measured)}, {os.cpu_count()} CPUs, {wall / 60:.1f} min")
     if runs:
         print(f"{'method':<18}{'epochs to 0.5 % (per seed)':>28}{'device-h to 0.5 %':>24}"

@@ -163,10 +163,12 @@ def test_the_json_keeps_sweeps_of_seeds_without_a_full_budget_method(tmp_path, c
     runs = {1: {"tpe+asha": _run([[1.0, 0.9], [1.1, 1.0]]) | {"trials": trials}}}
     out = tmp_path / "study.json"
     bench.report(runs, Namespace(epochs=2, trials=2, json=str(out), plot=None, replot=None,
-                                 max_context_lr_ratio=4.0), wall=1.0)
+                                 max_context_lr_ratio=4.0, wide_space=True), wall=1.0)
     saved = json.loads(out.read_text())
     assert saved["runs"]["1"]["tpe+asha"]["reports"] == runs[1]["tpe+asha"]["reports"]
-    assert saved["settings"]["max_context_lr_ratio"] == 4.0  # what --replot reads back
+    # What --replot reads back.
+    assert saved["settings"]["max_context_lr_ratio"] == 4.0 and saved["settings"]["wide_space"]
+    assert "context-LR ratios up to 4, base LR and h multiplier searched" in capsys.readouterr().out
 
 
 def test_each_recorded_sweep_is_read_as_the_report_reads_it():
