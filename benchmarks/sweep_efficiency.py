@@ -76,7 +76,7 @@ METHODS: dict[str, tuple[str, str, bool, str]] = {
     "tpe+hyperband": ("tpe", "hyperband", False, "optuna"),
     "tpe+leader-gap": ("tpe", "leader-gap", False, "optuna"),
 }
-KNOBS = searched_knobs(wide=False)  # what the benchmark's sweeps search
+KNOBS = searched_knobs(wide=True)  # what a benchmark sweep may search (a trial records its own)
 DEFAULT_METHOD = "tpe+leader-gap"  # the CLI's default: --sampler tpe --scheduler leader-gap
 WITHIN = 0.005
 GOAL_SHARE = 0.30  # of the full budget
@@ -113,7 +113,8 @@ def run_method(method: str, args, checkpoint: str, storage: str, seed: int) -> d
                             "device_s": row["time_this_iter_s"] * row.get("devices", 1)})
     reports.sort(key=lambda r: (r["timestamp"], r["time_total_s"]))
     trials = [{"trial_id": r.metrics["trial_id"],
-               "config": {k: r.config.get(k) for k in KNOBS if r.config.get(k) is not None},
+               "config": {k: r.config.get(k) for k in searched_knobs(args.wide_space)
+                          if r.config.get(k) is not None},
                "best_loss": float(r.metrics_dataframe["loss"].min()),
                "epochs": len(r.metrics_dataframe)} for r in results]
     return {"reports": reports, "trials": trials, "errors": len(results.errors),

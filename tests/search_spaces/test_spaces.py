@@ -59,7 +59,7 @@ def test_ratios_above_1_only_when_asked_for():
 def test_a_wide_space_completes_a_preset_point_with_the_tasks_base_lr():
     task = {"base_lr": 5e-4, "h_multiplier": 0.5, "lmbda": 0.0003}
     point = {"context_lr_ratio": 1.0, "freeze_strategy": "none"}
-    wide = FineTuneSpace(max_epochs=12, wide=True)
+    wide = FineTuneSpace(max_epochs=12, wide=True, base_lr=task["base_lr"])
     assert wide.complete(point, task) == {**point, "base_lr": 5e-4, "h_multiplier": 0.5}
     own = {**point, "base_lr": 2e-4}  # a point that names its own LR (a warm start's) keeps it
     assert wide.complete(own, task) == {**own, "h_multiplier": 0.5}

@@ -598,6 +598,22 @@ def test_ratios_above_1_with_asha_are_warned_about(ratio, scheduler, warned, cap
             "epochs" in caplog.text) is warned
 
 
+@pytest.mark.parametrize("wide, scheduler, warned", [
+    (True, "leader-gap", True), (True, "asha", True), (True, "fifo", False),
+    (False, "leader-gap", False)])
+def test_a_wide_space_with_a_culling_scheduler_is_warned_about(wide, scheduler, warned, caplog,
+                                                               pretrained_tiny_path):
+    from trainables.sweep import _optuna_search
+
+    trial = TrialSpec(model="tiny", checkpoint=str(pretrained_tiny_path)).replace(lmbda=0.0003)
+    options = SweepOptions(name="wide", storage_path="results", trial=trial, epochs=12,
+                           num_samples=8, wide_space=wide, scheduler=scheduler)
+    with caplog.at_level("WARNING", logger="trainables.sweep"):
+        _optuna_search(options)
+    assert (f"--wide-space with --scheduler {scheduler}: a higher base LR lags early"
+            in caplog.text) is warned
+
+
 def test_with_a_wide_space_the_baselines_keep_the_tasks_base_lr(pretrained_tiny_path):
     # Left open, TPE drew the baselines' base LR and h multiplier: the report then measured
     # the winner against a "plain fine-tuning" that was not.
