@@ -97,7 +97,8 @@ def test_a_wide_space_leaves_out_base_lrs_outside_its_range(caplog):
     wide = FineTuneSpace(max_epochs=12, wide=True, base_lr=5e-4)  # base LRs [1.25e-4, 2e-3]
     with caplog.at_level(logging.INFO, logger="trainables.warm_start"):
         assert [t["trial_id"] for t in warm.trials_within(wide)] == ["a", "c"]
-    assert "2 earlier trial(s) left out" in caplog.text and "base LR [0.000125, 0.002]" in caplog.text
+    assert "2 earlier trial(s) left out" in caplog.text
+    assert "base LR [0.000125, 0.002]" in caplog.text
     assert len(warm.trials_within(REPORT_SPACE)) == 4  # the base LR is no knob there
 
 
