@@ -674,13 +674,16 @@ def cmd_inspect_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lead(path: str) -> str | None:
-    """The winner's standing in the sweep's own noise, read from the experiment folder."""
-    from analysis.report import lead_summary
+def _lead(path: str) -> list[str]:
+    """The winner's standing in the sweep's own noise, and where it lies in the searched
+    ranges, read from the experiment folder."""
+    from analysis.report import lead_summary, range_notes
     from analysis.results import load_experiment
 
     winner = load_experiment(path).winner()
-    return lead_summary(winner) if winner else None
+    if not winner:
+        return []
+    return [lead_summary(winner), *(f"range: {note}" for note in range_notes(winner))]
 
 
 def _confirmation(path: str) -> list[str]:
@@ -729,8 +732,8 @@ def _print_summary(summary: dict, wall_s: float) -> None:
         print(f"best loss: {summary['best_loss']:.4f}")
         print(f"best config: {json.dumps(summary['best_config'])}")
         print(f"best trial's per-scale best epochs: {summary['best_scale_epochs']}")
-    if summary.get("lead"):
-        print(summary["lead"])
+    for line in summary.get("lead", []):
+        print(line)
     for line in summary.get("confirmation", []):
         print(line)
     for row in summary.get("per_lambda", []):

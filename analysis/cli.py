@@ -86,7 +86,7 @@ def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.confirmation import summary_lines
-    from analysis.report import lead_summary, write_report
+    from analysis.report import lead_summary, range_notes, write_report
     from analysis.results import UNFINISHED
 
     if is_uri(args.path):
@@ -104,6 +104,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"winner {winner['trial_id']}: best loss {winner['best_loss']:.4f} at epoch "
               f"{winner['best_epoch']} (numbered from 0), config {winner['config']}")
         print(lead_summary(winner))
+        for note in range_notes(winner):
+            print(f"range: {note}")
         for folder, verdicts in result["confirmations"].items():  # `confirm` runs beside it
             print(f"seed confirmation {folder}: {verdicts}")
     elif result["confirmation"] is not None:  # judged over the seeds

@@ -19,6 +19,7 @@ from analysis.results import NEIGHBOUR_FACTOR, NOISE_EPOCHS, UNFINISHED, lead_re
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import CULLED, SCALES
 from search_spaces.presets import BASELINES, Baseline
+from search_spaces.spaces import BASE_LR_FACTOR, RangeEnd
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -149,6 +150,26 @@ def lead_summary(winner: dict) -> str:
     return "lead: " + "; ".join(parts) if parts else "lead: no other trial finished"
 
 
+def range_notes(winner: dict) -> list[str]:
+    """A line per searched knob whose winning value lies at an end of its range
+    (``FineTuneSpace.ends_reached``): the optimum may lie past it, and how to search there."""
+    return [f"the winner's {end.knob} {end.value:.3g} lies at the "
+            f"{'top' if end.top else 'bottom'} of the searched {end.low:.3g}-{end.high:.3g}: "
+            f"the best may lie {'above' if end.top else 'below'} it; {_widen(end)}"
+            for end in winner.get("range_ends", [])]
+
+
+def _widen(end: RangeEnd) -> str:
+    late = (" and --scheduler fifo (a faster learning rate pays off late: a culling scheduler "
+            "misjudges it)" if end.top else "")
+    if end.knob == "context_lr_ratio" and end.top:
+        return f"search past it with --max-context-lr-ratio {4 * end.high:g}{late}"
+    if end.knob == "base_lr":
+        return (f"centre the range there with --base-lr {end.value:.2g} (it spans "
+                f"{BASE_LR_FACTOR:g}x either way){late}")
+    return "no option widens this range"
+
+
 def config_words(config: dict) -> str:
     """A config in words: "context_lr_ratio 0.1, freeze_strategy entropy"."""
     return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
@@ -241,6 +262,7 @@ def _winner_section(exp: Experiment, winner: dict | None, confirmation: dict | N
         ("p", f"How sure: {confidence(winner)} {standing(winner)} "
               f"{winner['trials_finished']} trials finished; the best trial of each freeze "
               f"strategy: {families}."),
+        *[("p", f"{note[0].upper()}{note[1:]}.") for note in range_notes(winner)],
         *[("p", f"Seed confirmation `{folder}` (its report has the table): {verdicts}")
           for folder, verdicts in (confirmations or {}).items()]]
 

@@ -32,6 +32,8 @@ from hpcm_tune.tune_files import (TrialState, checkpoint_at, experiment_state, l
 if TYPE_CHECKING:
     import pandas as pd
 
+    from search_spaces.spaces import FineTuneSpace
+
 log = logging.getLogger(__name__)
 #: Epochs a trial must share with the winner (from the third on) to measure the gap noise.
 NOISE_EPOCHS = 5
@@ -138,7 +140,22 @@ class Experiment:
             out[f"is_{baseline.key}"] = baseline.ran_in(best)
             out[baseline.key] = next(
                 (v for v, row in zip(out["versus"], rest) if baseline.ran_in(row)), None)
+        # ... and where it lies in the searched ranges: at an end, the optimum may lie past it.
+        space = self.space()
+        out["range_ends"] = space.ends_reached(out["config"]) if space else []
         return out
+
+    def space(self) -> "FineTuneSpace | None":
+        """The search space the sweep sampled, rebuilt from its options (as ``run`` built
+        it); None for a sweep of a fixed config or a folder without options."""
+        o = self.options
+        if "epochs" not in o or o.get("fixed_config") is not None:
+            return None
+        from search_spaces.spaces import FineTuneSpace
+
+        return FineTuneSpace(max_epochs=o["epochs"], wide=o.get("wide_space", False),
+                             max_context_lr_ratio=o.get("max_context_lr_ratio", 1.0),
+                             base_lr=o["trial"]["base_lr"])
 
     def gap_noise(self, winner: str, others: list[str]) -> tuple[float, int]:
         """How much the loss gap between the winner and another trial jitters from epoch to

@@ -26,6 +26,24 @@ CONTEXT_LR_RANGE = (0.01, 1.0)
 BASE_LR_FACTOR = 4.0
 #: ... and the hyperprior's LR as a share of the base LR (log-uniform).
 H_MULTIPLIER_RANGE = (0.1, 1.0)
+#: A value within this share of its range's log width from an end lies "at" that end: a
+#: search whose best lies there may have its optimum outside the range.
+RANGE_END_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class RangeEnd:
+    """A searched value at an end of its range (``FineTuneSpace.ends_reached``)."""
+
+    knob: str
+    value: float
+    low: float
+    high: float
+
+    @property
+    def top(self) -> bool:
+        """At the top end (else at the bottom)."""
+        return math.log(self.value / self.low) > math.log(self.high / self.value)
 
 
 @dataclass(frozen=True)
@@ -66,13 +84,32 @@ class FineTuneSpace:
     def base_lr_range(self) -> tuple[float, float]:
         return self.base_lr / BASE_LR_FACTOR, self.base_lr * BASE_LR_FACTOR
 
-    def contains(self, point: Mapping[str, Any]) -> bool:
-        """Whether ``point``'s searched values lie in this space (an earlier sweep's trial)."""
+    @property
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """The searched numeric knobs' ranges (each log-uniform), the unfreeze epochs aside:
+        the budget bounds those."""
         ranges = {"context_lr_ratio": self.context_lr_range}
         if self.wide:
             ranges.update(base_lr=self.base_lr_range, h_multiplier=H_MULTIPLIER_RANGE)
-        return all(low <= point[key] <= high for key, (low, high) in ranges.items()
+        return ranges
+
+    def contains(self, point: Mapping[str, Any]) -> bool:
+        """Whether ``point``'s searched values lie in this space (an earlier sweep's trial)."""
+        return all(low <= point[key] <= high for key, (low, high) in self.ranges.items()
                    if key in point)
+
+    def ends_reached(self, point: Mapping[str, Any]) -> list[RangeEnd]:
+        """``point``'s values within :data:`RANGE_END_SHARE` of their range's log width from
+        an end (a winner there suggests widening the range past it)."""
+        ends = []
+        for key, (low, high) in self.ranges.items():
+            value = point.get(key)
+            if value is None or not low <= value <= high:
+                continue
+            margin = RANGE_END_SHARE * math.log(high / low)
+            if min(math.log(value / low), math.log(high / value)) <= margin:
+                ends.append(RangeEnd(key, float(value), low, high))
+        return ends
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any] | None:
         trial.suggest_float("context_lr_ratio", *self.context_lr_range, log=True)

@@ -9,15 +9,16 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.report import (_gap, _importance_section, _trials_section, _winner_section,
-                             confidence, lead_summary, standing)
+                             confidence, lead_summary, range_notes, standing)
 from analysis.results import Experiment, lead_reading
+from search_spaces.spaces import RangeEnd
 
 
 EPOCHS = 12
 
 
 def _experiment(rows: list[tuple[str, float, str, float]], culled: tuple[str, ...] = (),
-                jitter: float = 0.0) -> Experiment:
+                jitter: float = 0.0, options: dict | None = None) -> Experiment:
     """Trials whose curves fall to their best loss at the last epoch; each trial's curve is
     noise (the same crops for all) plus its own +-``jitter``, alternating from epoch to
     epoch, so that each gap to the winner alternates by +-2 ``jitter``."""
@@ -36,7 +37,8 @@ def _experiment(rows: list[tuple[str, float, str, float]], culled: tuple[str, ..
           "family": strategy, "freeze_strategy": strategy, "context_lr_ratio": ratio,
           "bpp": 0.1, "psnr": 30.0}
          for t, loss, strategy, ratio in rows])
-    return Experiment(path=Path("."), options={}, trials=trials, epochs=pd.DataFrame(epochs),
+    return Experiment(path=Path("."), options=options or {}, trials=trials,
+                      epochs=pd.DataFrame(epochs),
                       searched=["context_lr_ratio", "freeze_strategy"])
 
 
@@ -73,6 +75,42 @@ def test_a_close_different_config_is_still_a_tie():
     assert not winner["runner_up"]["neighbour"]
     assert winner["best_other"]["trial_id"] == "r"
     assert "treat the top configs as a tie" in confidence(winner)
+
+
+#: What a sweep's marker holds that its search space is rebuilt from (``Experiment.space``).
+SWEEP = {"epochs": EPOCHS, "wide_space": False, "max_context_lr_ratio": 1.0,
+         "fixed_config": None, "trial": {"base_lr": 5e-4}}
+
+
+def test_a_winner_at_the_end_of_a_searched_range_says_how_to_search_past_it():
+    rows = [("w", 0.5500, "none", 0.95), ("a", 0.5560, "entropy", 0.13),
+            ("b", 0.5590, "none", 0.05)]
+    winner = _experiment(rows, options=SWEEP).winner()
+    [note] = range_notes(winner)
+    assert note.startswith("the winner's context_lr_ratio 0.95 lies at the top of the searched "
+                           "0.01-1: the best may lie above it")
+    assert "--max-context-lr-ratio 4 and --scheduler fifo" in note
+    paragraphs = [b[1] for b in _winner_section(_experiment(rows, options=SWEEP), winner)
+                  if b[0] == "p"]
+    assert f"{note[0].upper()}{note[1:]}." in paragraphs
+    # Nothing to say: a winner inside the range, a range widened past it, a fixed config.
+    inside = [("w", 0.5500, "none", 0.3), *rows[1:]]
+    assert range_notes(_experiment(inside, options=SWEEP).winner()) == []
+    wider = {**SWEEP, "max_context_lr_ratio": 4.0}
+    assert range_notes(_experiment(rows, options=wider).winner()) == []
+    fixed = {**SWEEP, "fixed_config": {"context_lr_ratio": 0.95, "freeze_strategy": "none"}}
+    assert range_notes(_experiment(rows, options=fixed).winner()) == []
+
+
+def test_a_base_lr_at_an_end_names_the_base_lr_to_centre_the_range_on():
+    low, high = 5e-4 / 4, 5e-4 * 4
+    [top, bottom] = range_notes({"range_ends": [RangeEnd("base_lr", 1.9e-3, low, high),
+                                                RangeEnd("base_lr", 1.3e-4, low, high)]})
+    assert "top of the searched 0.000125-0.002" in top and "--base-lr 0.0019 " in top
+    assert "--scheduler fifo" in top  # a higher LR lags early: culling misjudges it
+    assert "bottom" in bottom and "--base-lr 0.00013 " in bottom and "fifo" not in bottom
+    [fixed] = range_notes({"range_ends": [RangeEnd("h_multiplier", 0.95, 0.1, 1.0)]})
+    assert fixed.endswith("no option widens this range")
 
 
 def test_neighbours_need_the_same_strategy_and_close_knobs():
@@ -225,7 +263,8 @@ def _curves(curves: dict[str, list[float]], culled: tuple[str, ...]) -> Experime
           "epochs_run": len(c), "family": "none", "freeze_strategy": "none",
           "context_lr_ratio": ratio, "bpp": 0.1, "psnr": 30.0}
          for (t, c), ratio in zip(curves.items(), (0.9, 0.3, 0.02, 0.05, 0.1))])
-    return Experiment(path=Path("."), options={}, trials=trials, epochs=pd.DataFrame(epochs),
+    return Experiment(path=Path("."), options={}, trials=trials,
+                      epochs=pd.DataFrame(epochs),
                       searched=["context_lr_ratio", "freeze_strategy"])
 
 

@@ -66,6 +66,22 @@ def test_a_wide_space_completes_a_preset_point_with_the_tasks_base_lr():
     assert FineTuneSpace(max_epochs=12).complete(point, task) == point
 
 
+def test_a_value_in_the_outer_tenth_of_its_range_lies_at_that_end():
+    space = FineTuneSpace(max_epochs=12, wide=True, base_lr=5e-4)
+    ends = space.ends_reached({"context_lr_ratio": 1.0, "freeze_strategy": "none",
+                               "base_lr": 5e-4 / 3.9, "h_multiplier": 0.5})
+    assert [(e.knob, e.top) for e in ends] == [("context_lr_ratio", True), ("base_lr", False)]
+    # [0.01, 1] spans two decades (log-uniform): its top tenth begins at 10**-0.2 = 0.631.
+    assert [e.knob for e in space.ends_reached({"context_lr_ratio": 0.64})] == ["context_lr_ratio"]
+    assert space.ends_reached({"context_lr_ratio": 0.62}) == []
+    assert space.ends_reached({"context_lr_ratio": 0.1, "base_lr": 5e-4, "h_multiplier": 0.3}) == []
+    # Only what the space searches: the base LR is the task's in the report's space, and
+    # ratio 1 is the middle of a range widened to 4 (not its end).
+    assert FineTuneSpace(max_epochs=12).ends_reached({"context_lr_ratio": 0.1, "base_lr": 1e-9}) == []
+    assert FineTuneSpace(max_epochs=12, max_context_lr_ratio=4).ends_reached(
+        {"context_lr_ratio": 1.0}) == []
+
+
 def test_space_pickles_by_reference_to_an_importable_module():
     space = FineTuneSpace(max_epochs=30, wide=True)
     assert pickle.loads(pickle.dumps(space)) == space

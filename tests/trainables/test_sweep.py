@@ -537,6 +537,12 @@ def test_the_cli_console_is_a_few_lines_per_trial(cluster, tmp_path, photo_dirs,
     # first point, the original report's recommended config.
     lead = next(line for line in lines if line.startswith("lead: "))
     assert "over the runner-up" in lead and "recommended config" in lead
+    # ... and, if plain fine-tuning won (ratio 1: the searched range's top), that the best
+    # may lie past it. The other of the two, the recommendation (ratio 0.1), is mid-range.
+    plain_won = "the winner is plain fine-tuning" in lead
+    ranges = [line for line in lines if line.startswith("range: ")]
+    assert len(ranges) == plain_won, console
+    assert all("context_lr_ratio 1 lies at the top" in line for line in ranges)
 
 
 def test_verbose_gives_tune_its_own_console_back(reference, tmp_path, photo_dirs,
