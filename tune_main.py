@@ -181,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("--top", type=int, default=2,
                          help="how many of the sweep's best configs (default 2: the winner "
                          "and the runner-up)")
+    confirm.add_argument("--no-plain", dest="with_plain", action="store_false",
+                         help="leave out plain fine-tuning (context-LR ratio 1, nothing frozen), "
+                         "which is otherwise confirmed too when it ran in the sweep and is not "
+                         "among the top configs: the control the winner has to beat")
     confirm.add_argument("--seeds", type=int, default=2,
                          help="new training seeds per config (default 2; with the sweep's own "
                          "result of each config that is 3 seeds)")
@@ -571,7 +575,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     from trainables.sweep import join_storage, read_marker, run_sweep
 
     source = read_marker(path)
-    candidates = pick_candidates(load_experiment(path), args.top)
+    candidates = pick_candidates(load_experiment(path), args.top, args.with_plain)
     storage = str(Path(path).resolve().parent)  # next to the sweep, wherever it was copied
     name = args.name or f"{Path(path).resolve().name}-confirm"
     target = join_storage(storage, name)
@@ -746,8 +750,8 @@ def _print_summary(summary: dict, wall_s: float) -> None:
     print(f"analyse: {command} analyze {path}")
     print(f"resume:  {command} resume {path}")
     if "best_config" in summary and summary.get("lead"):  # a search's winner
-        print(f"confirm: {command} confirm {path} (its top 2 configs at 2 more seeds: does the "
-              "lead hold?)")
+        print(f"confirm: {command} confirm {path} (its top 2 configs, and plain fine-tuning, at "
+              "2 more seeds: does the lead hold?)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from hpcm_tune.errors import InputError
 from hpcm_tune.names import ALL_STOPPED
+from search_spaces.presets import BASELINES
+
+#: The baseline ``confirm`` adds to the top configs (``pick_candidates``).
+PLAIN_BASELINE = next(b for b in BASELINES if b.key == "plain")
 
 if TYPE_CHECKING:
     from analysis.results import Experiment
@@ -33,8 +37,12 @@ if TYPE_CHECKING:
 COMPLETE = ("max epochs", ALL_STOPPED)
 
 
-def pick_candidates(source: "Experiment", top: int) -> list[dict[str, Any]]:
-    """The ``top`` best trials of a sweep, best first, as ``trainables.confirm`` candidates.
+def pick_candidates(source: "Experiment", top: int,
+                    with_plain: bool = True) -> list[dict[str, Any]]:
+    """The ``top`` best trials of a sweep, best first, as ``trainables.confirm`` candidates;
+    with ``with_plain``, then plain fine-tuning's trial if it ran and is not among them: the
+    control a winner has to beat at other seeds too, which the sweep's next-best trials,
+    neighbours of the winner, often are not.
 
     Raises:
         InputError: the sweep cannot be confirmed (a confirmation itself, a curve over
@@ -51,11 +59,17 @@ def pick_candidates(source: "Experiment", top: int) -> list[dict[str, Any]]:
     done = source.finished()
     if done.empty:
         raise InputError(f"{source.path} has no finished trial to confirm")
+    ranked = list(enumerate((row for _, row in done.iterrows()), start=1))
+    picked = ranked[:top]
+    plain = next((item for item in ranked if PLAIN_BASELINE.ran_in(item[1])), None)
+    if with_plain and plain is not None and plain[0] > top:
+        picked.append(plain)
     return [{"trial_id": row["trial_id"],
              "config": source.config_of(row),
              "seed": int(row["seed"]), "best_loss": float(row["best_loss"]),
-             "stop_reason": row["stop_reason"]}
-            for _, row in done.head(top).iterrows()]
+             "stop_reason": row["stop_reason"], "rank": rank,
+             **({"label": PLAIN_BASELINE.label} if PLAIN_BASELINE.ran_in(row) else {})}
+            for rank, row in picked]
 
 
 def confirmations_of(sweep: "Experiment") -> list[Path]:
@@ -113,6 +127,7 @@ def compare(exp: "Experiment") -> dict[str, Any]:
         values = list(losses.values())
         candidates.append({
             "trial_id": candidate["trial_id"], "config": candidate["config"],
+            "label": candidate.get("label"), "rank": candidate.get("rank"),
             "losses": dict(sorted(losses.items())), "trials": dict(sorted(trials.items())),
             "mean": statistics.fmean(values) if values else math.nan,
             "sd": statistics.stdev(values) if len(values) > 1 else math.nan,
@@ -151,20 +166,22 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
 
     lines = []
     for i, c in enumerate(result["candidates"]):
-        role = f"sweep #{i + 1}" + (" (the winner)" if i == 0 else "")
+        role = f"sweep #{c['rank'] or i + 1}" + (" (the winner)" if i == 0 else "") + (
+            f" ({c['label']})" if c["label"] else "")
         per_seed = ", ".join(f"{loss:.4f} (seed {s})" for s, loss in c["losses"].items())
         spread = f" ± {c['sd']:.4f}" if math.isfinite(c["sd"]) else ""
         lines.append(f"{role} {c['trial_id']} ({config_words(c['config'])}): mean "
                      f"{c['mean']:.4f}{spread} over {_seeds(len(c['losses']))}: {per_seed}")
-    for v in result["versus"]:
+    for v, other in zip(result["versus"], result["candidates"][1:]):
         n = len(v["shared_seeds"])
+        name = f"{other['label']} {v['trial_id']}" if other["label"] else v["trial_id"]
         if n == 0:
-            lines.append(f"winner vs {v['trial_id']}: no seed that both finished")
+            lines.append(f"winner vs {name}: no seed that both finished")
             continue
         words = {"holds": "its lead holds",
                  "reversed": f"reversed: {v['trial_id']} is ahead at every seed",
                  "tie": "a tie" if n >= 2 else "one seed: run more with --seeds"}[v["verdict"]]
-        lines.append(f"winner vs {v['trial_id']}: ahead at {v['ahead']} of {_seeds(n)}, "
+        lines.append(f"winner vs {name}: ahead at {v['ahead']} of {_seeds(n)}, "
                      f"{v['mean_gap_pct']:+.2f}% on average ("
                      f"{', '.join(f'{g:+.2f}%' for g in v['gaps_pct'])}): {words}")
     if result["best"] is None:

@@ -350,3 +350,9 @@ def test_tune_start_imports_are_done_while_ray_starts(local_ray):
     assert set(cluster.TUNE_START_IMPORTS) <= set(local_ray["imported_by_connect"])
     assert "torch" in local_ray["imported_by_connect"]  # tensorboardX's, the slow one
     assert "import-tune" not in local_ray["threads"]
+
+
+def test_confirm_adds_plain_fine_tuning_unless_told_not_to():
+    parse = tune_main.build_parser().parse_args
+    assert parse(["confirm", "results/x"]).with_plain is True
+    assert parse(["confirm", "results/x", "--no-plain"]).with_plain is False

@@ -28,7 +28,8 @@ class Confirmation:
     every seed of ``seeds``; saved in the experiment's marker.
 
     A candidate is ``{"trial_id", "config" (searched knobs), "seed", "best_loss",
-    "stop_reason"}``: its trial in the ``source`` sweep.
+    "stop_reason", "rank"}`` (and ``"label"`` for a baseline): its trial in the ``source``
+    sweep, ranked there from 1.
     """
 
     source: str

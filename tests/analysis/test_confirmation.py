@@ -24,6 +24,7 @@ A = {"context_lr_ratio": 0.9, "freeze_strategy": "none"}
 B = {"context_lr_ratio": 0.5, "freeze_strategy": "progressive", "unfreeze_h_epoch": 1,
      "unfreeze_context_epoch": 3}
 C = {"context_lr_ratio": 0.1, "freeze_strategy": "entropy"}
+PLAIN = {"context_lr_ratio": 1.0, "freeze_strategy": "none"}  # plain fine-tuning
 
 
 def _experiment(rows: list[tuple[str, dict, int, float, str]], options: dict | None = None,
@@ -58,6 +59,28 @@ def test_the_top_trials_are_picked_best_first_with_their_own_knobs_only():
     assert picked[0]["config"] == B and picked[1]["config"] == C
     assert picked[1]["stop_reason"] == CULLED and picked[0]["seed"] == 0
     assert [c["trial_id"] for c in pick_candidates(sweep, 10)] == ["b", "c", "a"]
+
+
+def test_plain_fine_tuning_is_confirmed_beside_the_top_configs():
+    sweep = _experiment([("a", A, 0, 0.20, "max epochs"), ("b", B, 0, 0.21, "max epochs"),
+                         ("c", C, 0, 0.22, "max epochs"), ("p", PLAIN, 0, 0.23, "max epochs")])
+    picked = pick_candidates(sweep, 2)
+    assert [(c["trial_id"], c["rank"], c.get("label")) for c in picked] == [
+        ("a", 1, None), ("b", 2, None), ("p", 4, "plain fine-tuning")]
+    assert [c["trial_id"] for c in pick_candidates(sweep, 2, with_plain=False)] == ["a", "b"]
+    assert [c["trial_id"] for c in pick_candidates(sweep, 4)] == ["a", "b", "c", "p"]  # once
+    assert [c["trial_id"] for c in pick_candidates(_experiment(
+        [("a", A, 0, 0.2, "max epochs"), ("c", C, 0, 0.3, "max epochs")]), 1)] == ["a"]
+    # The verdict names it, with its rank in the sweep.
+    exp = _confirmation(
+        [_candidate("a", A, 0.20), {**_candidate("p", PLAIN, 0.23), "rank": 4,
+                                    "label": "plain fine-tuning"}],
+        [("a1", A, 1, 0.25, "max epochs"), ("p1", PLAIN, 1, 0.24, "max epochs"),
+         ("a2", A, 2, 0.25, "max epochs"), ("p2", PLAIN, 2, 0.26, "max epochs")])
+    lines = summary_lines(compare(exp))
+    assert lines[1].startswith("sweep #4 (plain fine-tuning) p (context_lr_ratio 1, ")
+    assert lines[2].startswith("winner vs plain fine-tuning p: ahead at 2 of 3 seeds")
+    assert lines[2].endswith("a tie")
 
 
 @pytest.mark.parametrize("make, top, message", [
