@@ -193,6 +193,11 @@ def _gap(versus: dict, winner: dict, explain: bool = True) -> str:
     return f"{abs(versus['gap']):.4g} {worse} ({abs(versus['gap_pct']):.3f}%{after}; {noise})"
 
 
+#: The searched knobs' digits in the report's tables: the base LR with its significant digits
+#: (to 3 decimals, 5e-4 would read 0.001).
+KNOB_DIGITS: dict[str, int | None] = {"context_lr_ratio": 4, "base_lr": None, "h_multiplier": 3,
+                                      "unfreeze_h_epoch": 0, "unfreeze_context_epoch": 0}
+
 Block = tuple  # ("h1" | "h2" | "p" | "pre", text), ("table", frame, digits) or ("img", path)
 Figures = dict[str, Path | None]  # FIGURES key -> the plot written, None if not drawn
 
@@ -287,19 +292,20 @@ def _confirmation_section(result: dict) -> list[Block]:
 
     from analysis.confirmation import summary_lines
 
-    table = pd.DataFrame([{"trial_id": c["trial_id"], **c["config"],
+    table = pd.DataFrame([{"trial_id": c["trial_id"], "sweep_rank": c["rank"], **c["config"],
                            **{f"seed {s}": c["losses"].get(s, math.nan) for s in result["seeds"]},
                            "mean": c["mean"], "sd": c["sd"]} for c in result["candidates"]])
     digits = {col: 4 for col in table.columns if col.startswith("seed ") or col in ("mean", "sd")}
     return [("h2", "Seed confirmation"),
-            ("p", f"The top {len(result['candidates'])} configs of `{result['source']}` (its "
-                  "trial ids) trained again at new seeds, each to its full budget; a sweep "
+            ("p", f"{len(result['candidates'])} configs of `{result['source']}` (its trial "
+                  "ids and ranks: its top configs, and plain fine-tuning if it was not one) "
+                  "trained again at new seeds, each to its full budget; a sweep "
                   "trial's own result is one more seed unless it was culled. A seed shifts "
                   "every config alike, so the winner is compared seed by seed: its lead holds "
                   "when it is ahead at every shared seed, is reversed when behind at every one, "
                   "and is a tie otherwise. n/a: no final loss at that seed (the sweep's trial "
                   "was culled, or the trial did not finish)."),
-            ("table", table, {**digits, "context_lr_ratio": 4}),
+            ("table", table, {**digits, **KNOB_DIGITS}),
             *[("p", line) for line in summary_lines(result)]]
 
 
@@ -314,9 +320,8 @@ def _trials_section(exp: Experiment, winner: dict | None) -> list[Block]:
     table = table.sort_values("best_loss")[[c for c in cols if c in table]]
     errors = exp.trials[exp.trials["stop_reason"] == "error"]
     return [("h2", "Trials"),
-            ("table", table, {"best_loss": 4, "device_hours": 4, "context_lr_ratio": 4,
-                              "behind_in_noise": 1,
-                              "unfreeze_h_epoch": 0, "unfreeze_context_epoch": 0}),
+            ("table", table, {**KNOB_DIGITS, "best_loss": 4, "device_hours": 4,
+                              "behind_in_noise": 1}),
             *[("p", f"Trial {r['trial_id']} errored: `{r['error']}`")
               for _, r in errors.iterrows()]]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.evaluate import markdown_table
 from analysis.report import (_gap, _importance_section, _trials_section, _winner_section,
                              confidence, lead_summary, range_notes, standing)
 from analysis.results import Experiment, lead_reading
@@ -296,3 +297,12 @@ def test_a_culled_trial_is_compared_with_the_winner_after_as_many_epochs():
     behind = tables[0].set_index("trial_id")["behind_in_noise"]
     assert behind["a"] < 0 < behind["c"] < 2.4 < behind["r"]
     assert _gap(versus["a"], winner).startswith("0.005 better (1.613%, both after 3 epochs; ")
+
+
+def test_the_trials_table_gives_a_base_lr_its_significant_digits():
+    exp = _experiment([("w", 0.5500, "none", 0.93), ("a", 0.5560, "entropy", 0.13)])
+    exp.trials["base_lr"] = [5e-4, 8.509e-4]  # a wide sweep's: to 3 decimals both read 0.001
+    exp.searched.append("base_lr")
+    [(_, table, digits)] = [b for b in _trials_section(exp, exp.winner()) if b[0] == "table"]
+    assert "| 0.0005 |" in markdown_table(table, digits)
+    assert "| 0.0008509 |" in markdown_table(table, digits)
