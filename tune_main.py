@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sampler", default="tpe", choices=SAMPLERS,
                    help="Optuna sampler (tpe: random start-up of a quarter of the trials, then "
                    "multivariate TPE with constant liar)")
-    g.add_argument("--scheduler", default="leader-gap", choices=SCHEDULERS,
-                   help="leader-gap (default): from 1/3 of --epochs, cull a trial whose gap to "
+    g.add_argument("--scheduler", choices=SCHEDULERS,
+                   help="leader-gap (the default; fifo with --wide-space, where culling "
+                   "misjudges a higher base LR): from 1/3 of --epochs, cull a trial whose gap to "
                    "the leader at the same epoch predicts it ends more than 0.5%% behind "
                    "the leader's best; asha: cull trials behind their peers at rungs of 1/9, "
                    "1/3 of --epochs (the per-scale stopper ends the leaders); hyperband: "
@@ -449,11 +450,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"experiment {target} already exists: choose another --name, "
                          "`resume` it, or pass --overwrite")
     fixed_config, lambdas = _fixed_config(args)
-    if fixed_config is not None and args.scheduler != "fifo":
-        log.info("--config runs no search, so no scheduler culls its trials (a scheduler would "
-                 "rank losses of different lambdas against each other): --scheduler %s "
-                 "not used", args.scheduler)
-        args.scheduler = "fifo"
+    args.scheduler = scheduler_for(args.scheduler, args.wide_space, fixed_config is not None)
     if fixed_config is None:
         _check_search(args)
     elif args.warm_start:
@@ -676,6 +673,28 @@ def cmd_inspect_model(args: argparse.Namespace) -> int:
               f"{'yes' if row['frozen'] else 'no':<6}  {starts}")
     print(f"trainable now: {manager.trainable_parameter_count():,}")
     return 0
+
+
+def scheduler_for(asked: str | None, wide_space: bool, fixed_config: bool) -> str:
+    """The scheduler a sweep runs: ``asked`` (``--scheduler``), else the one the sweep
+    benchmark showed best for its space (README, Performance): leader-gap over the three
+    knobs, fifo with ``--wide-space`` (culling ends a higher base LR before it pays off).
+    A fixed config (``--config``) is no search: nothing to cull. Every choice not asked for
+    is logged."""
+    if fixed_config:
+        if asked not in (None, "fifo"):
+            log.info("--config runs no search, so no scheduler culls its trials (a scheduler "
+                     "would rank losses of different lambdas against each other): "
+                     "--scheduler %s not used", asked)
+        return "fifo"
+    if asked is not None:
+        return asked
+    if wide_space:
+        log.info("--scheduler fifo, the default with --wide-space: a higher base LR lags "
+                 "early, and on the demo task leader-gap and ASHA culled the trials that "
+                 "would have won at 2 seeds of 3 (--scheduler leader-gap to cull anyway)")
+        return "fifo"
+    return "leader-gap"
 
 
 def _lead(path: str) -> list[str]:

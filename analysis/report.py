@@ -165,9 +165,9 @@ def _widen(end: RangeEnd) -> str:
     if end.knob == "context_lr_ratio" and end.top:  # the transforms may want more too
         return (f"search past it with --max-context-lr-ratio {4 * end.high:g}, or the base LR "
                 f"with --wide-space,{late}")
-    if end.knob == "base_lr":
+    if end.knob == "base_lr":  # a wide sweep runs fifo unless told otherwise
         return (f"centre the range there with --base-lr {end.value:.2g} (it spans "
-                f"{BASE_LR_FACTOR:g}x either way){late}")
+                f"{BASE_LR_FACTOR:g}x either way)")
     return "no option widens this range"
 
 

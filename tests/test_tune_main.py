@@ -356,3 +356,16 @@ def test_confirm_adds_plain_fine_tuning_unless_told_not_to():
     parse = tune_main.build_parser().parse_args
     assert parse(["confirm", "results/x"]).with_plain is True
     assert parse(["confirm", "results/x", "--no-plain"]).with_plain is False
+
+
+def test_the_scheduler_defaults_to_the_benchmarks_best_for_the_space(caplog):
+    caplog.set_level("INFO", logger="hpcm-tune")
+    assert tune_main.scheduler_for(None, wide_space=False, fixed_config=False) == "leader-gap"
+    assert not caplog.records
+    assert tune_main.scheduler_for(None, wide_space=True, fixed_config=False) == "fifo"
+    assert "--scheduler fifo, the default with --wide-space" in caplog.text  # logged
+    assert tune_main.scheduler_for("asha", wide_space=True, fixed_config=False) == "asha"
+    caplog.clear()
+    assert tune_main.scheduler_for("asha", wide_space=False, fixed_config=True) == "fifo"
+    assert "--scheduler asha not used" in caplog.text
+    assert tune_main.scheduler_for(None, wide_space=True, fixed_config=True) == "fifo"
