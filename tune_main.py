@@ -682,10 +682,10 @@ def scheduler_for(asked: str | None, wide_space: bool, fixed_config: bool) -> st
     A fixed config (``--config``) is no search: nothing to cull. Every choice not asked for
     is logged."""
     if fixed_config:
-        if asked not in (None, "fifo"):
+        if asked != "fifo":
             log.info("--config runs no search, so no scheduler culls its trials (a scheduler "
-                     "would rank losses of different lambdas against each other): "
-                     "--scheduler %s not used", asked)
+                     "would rank losses of different lambdas against each other)%s",
+                     f": --scheduler {asked} not used" if asked else "")
         return "fifo"
     if asked is not None:
         return asked

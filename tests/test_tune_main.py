@@ -368,4 +368,7 @@ def test_the_scheduler_defaults_to_the_benchmarks_best_for_the_space(caplog):
     caplog.clear()
     assert tune_main.scheduler_for("asha", wide_space=False, fixed_config=True) == "fifo"
     assert "--scheduler asha not used" in caplog.text
+    caplog.clear()
     assert tune_main.scheduler_for(None, wide_space=True, fixed_config=True) == "fifo"
+    assert "--config runs no search, so no scheduler culls its trials" in caplog.text
+    assert "not used" not in caplog.text
