@@ -307,26 +307,6 @@ def asha_rule(rungs: tuple[int, ...], reduction: float = 3) -> Callable:
     return rule
 
 
-def trains_as_fast_as(fast: dict, slow: dict, epochs: int | None = None) -> bool:
-    """Whether trial config ``fast`` trains each layer group that ``slow`` trains (in its
-    first ``epochs``; None: ever) from no later an epoch, at no lower a peak LR, with no longer
-    a warm-up and a decay to no lower a fraction: at each of those epochs, whatever the
-    budget, every group's LR is at least ``slow``'s."""
-    from trainables.layer_lr import GROUPS, LayerLRConfig
-
-    a, b = LayerLRConfig.from_flat(fast), LayerLRConfig.from_flat(slow)
-    for group in GROUPS:
-        start = b.start_epoch(group)
-        if start is None or (epochs is not None and start >= epochs):
-            continue
-        own_start = a.start_epoch(group)
-        if own_start is None or own_start > start:
-            return False
-        if a.base_lr * a.multiplier(group) < b.base_lr * b.multiplier(group):
-            return False
-    return a.warmup_epochs <= b.warmup_epochs and a.decay_to >= b.decay_to
-
-
 def extrapolation_rule(first: int, margin: float, trend: bool, epochs: int,
                        as_fast: bool = False) -> Callable:
     """Learning-curve extrapolation against the leader (the finished trial with the lowest
@@ -336,15 +316,18 @@ def extrapolation_rule(first: int, margin: float, trend: bool, epochs: int,
     leader-gap`` rule (``stoppers.scheduler.predicted_shortfall``); with ``trend``, the gap's
     linear trend carried to the last epoch. With ``as_fast``, the leader is chosen among the
     trials that trained each layer group at least as fast as the trial so far
-    (:func:`trains_as_fast_as`): a guard against short-horizon bias, which a faster
-    learning rate behind a slower leader would otherwise meet (README, the demo task)."""
+    (``LayerLRConfig.trains_as_fast_as``, as the scheduler's leader is): a guard against
+    short-horizon bias, which a faster learning rate behind a slower leader would otherwise
+    meet (docs/demo-task.md)."""
     from stoppers.scheduler import predicted_shortfall
+    from trainables.layer_lr import LayerLRConfig
 
     def rule(config: dict, curve: list[float], recorded, finished: list[Replayed]) -> bool:
         epoch = len(curve)
         if as_fast:
+            own = LayerLRConfig.from_flat(config)
             finished = [(c, leader) for c, leader in finished
-                        if trains_as_fast_as(c, config, epoch)]
+                        if LayerLRConfig.from_flat(c).trains_as_fast_as(own, epoch)]
         if epoch < first or epoch == epochs or not finished:
             return False
         leader = min((leader for _, leader in finished), key=min)

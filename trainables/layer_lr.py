@@ -117,6 +117,23 @@ class LayerLRConfig:
                 return self.unfreeze_context_epoch
         return 0
 
+    def trains_as_fast_as(self, slow: LayerLRConfig, epochs: int | None = None) -> bool:
+        """Whether every layer group that ``slow`` trains in its first ``epochs`` (None: ever)
+        trains here too from no later an epoch, at no lower a peak LR, with no longer a warm-up
+        and a decay to no lower a fraction: at each of those epochs, whatever the budget, no
+        group's LR is below ``slow``'s. (A trial behind one that trains faster may still
+        overtake it; behind one at least as fast, it is behind on equal terms.)"""
+        for group in GROUPS:
+            start = slow.start_epoch(group)
+            if start is None or (epochs is not None and start >= epochs):
+                continue
+            own_start = self.start_epoch(group)
+            if own_start is None or own_start > start:
+                return False
+            if self.base_lr * self.multiplier(group) < slow.base_lr * slow.multiplier(group):
+                return False
+        return self.warmup_epochs <= slow.warmup_epochs and self.decay_to >= slow.decay_to
+
 
 class GroupSchedule:
     """LR factor of one group: linear warm-up from the group's start epoch, then cosine decay.

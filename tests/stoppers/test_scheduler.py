@@ -195,7 +195,7 @@ def test_leader_gap_culls_a_trial_predicted_to_end_behind_the_leader_and_never_a
     _report(scheduler, trial("short", other), [1.0, 0.9, 0.85], **{ALL_STOPPED_KEY: True})
     assert scheduler.leader() == "short"
     late = [1.0, 0.95, 0.9, 1.0, 1.0]
-    assert _report(scheduler, trial("late", {**other, "context_lr_ratio": 0.5}), late) == [
+    assert _report(scheduler, trial("late", {**other, "context_lr_ratio": 0.2}), late) == [
         TrialScheduler.CONTINUE, TrialScheduler.STOP]
     assert set(_report(scheduler, trial("long", {**other, "context_lr_ratio": 0.6}),
                        [1.0, 0.9, 0.85, 2.0, 2.0])) == {TrialScheduler.CONTINUE}
@@ -223,6 +223,41 @@ def test_leader_gap_judges_the_first_trials_against_the_best_running_one():
     assert scheduler.leader(epoch=2) == "t0" and scheduler.leader(epoch=3) is None
     assert report(behind, 2, 0.918) == TrialScheduler.STOP
     assert report(slow, 2, 0.903) == TrialScheduler.CONTINUE  # 0.33 % behind: kept
+
+
+def test_leader_gap_judges_a_trial_only_against_leaders_that_train_as_fast():
+    """Short-horizon bias: a faster learning rate behind a slower leader may overtake it once
+    its LR decays, so only a leader that trained every group at least as fast judges it."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    def trial(name: str, **knobs) -> Trial:
+        config = {"base_lr": 5e-4, "context_lr_ratio": 0.5, "freeze_strategy": "none", **knobs}
+        return Trial("hpcm", config={**config, "seed": 0}, trial_id=name, stub=True)
+
+    scheduler = _leader_gap(epochs=6)
+    slow_leader = [1.0, 0.9, 0.85, 0.84, 0.83, 0.83]
+    _report(scheduler, trial("slow", context_lr_ratio=0.2), slow_leader)
+    behind = [x * 1.02 for x in slow_leader]
+    # 2 % behind a leader with a slower context model or a lower base LR: not judged by it.
+    for name, knobs in [("ratio", {"context_lr_ratio": 0.4}), ("lr", {"base_lr": 1e-3}),
+                        ("both", {"base_lr": 1e-3, "context_lr_ratio": 0.1})]:
+        assert set(_report(scheduler, trial(name, **knobs), behind)
+                   ) == {TrialScheduler.CONTINUE}, name
+        assert scheduler.leader() == "slow"
+    # The same curve behind a leader as fast (or faster): culled at the first judged epoch.
+    assert _report(scheduler, trial("as_fast", context_lr_ratio=0.2), behind) == [
+        TrialScheduler.CONTINUE, TrialScheduler.STOP]
+    assert _report(scheduler, trial("slower", context_lr_ratio=0.15, freeze_strategy="entropy"),
+                   behind) == [TrialScheduler.CONTINUE, TrialScheduler.STOP]
+    # A context model still frozen has trained no faster than the slow leader's: judged by it
+    # until it unfreezes (epoch 3, 0-based), not after.
+    progressive = {"context_lr_ratio": 0.4, "freeze_strategy": "progressive",
+                   "unfreeze_h_epoch": 1, "unfreeze_context_epoch": 3}
+    assert scheduler.on_trial_result(None, trial("p", **progressive), {TIME_ATTR: 1, "loss": 1.1}
+                                     ) == TrialScheduler.CONTINUE
+    assert scheduler.leader(epoch=3, other_than="p") == "slow"
+    assert scheduler.leader(epoch=4, other_than="p") not in ("slow", "p")
 
 
 def test_leader_gap_refuses_a_metric_to_maximise():

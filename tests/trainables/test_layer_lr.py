@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 import hpcm
@@ -83,3 +85,44 @@ def test_from_flat_reads_the_layer_lr_keys_of_a_trial_config():
     config = {"context_lr_ratio": 2.0, "freeze_strategy": "none", "seed": 3, "epochs": 12}
     assert LayerLRConfig.from_flat(config) == LayerLRConfig(context_lr_ratio=2.0,
                                                             freeze_strategy="none")
+
+
+def test_trains_as_fast_as_means_no_group_slower_at_any_epoch(tiny):
+    """Leader-gap's short-horizon-bias guard, checked on the optimizer's real schedules."""
+    rng = random.Random(0)
+
+    def fast_as(a: dict, b: dict, epochs: int | None = None) -> bool:
+        return LayerLRConfig.from_flat(a).trains_as_fast_as(LayerLRConfig.from_flat(b), epochs)
+
+    def lr_by_epoch(config: dict, epochs: int = 8) -> dict[str, list[float]]:
+        manager = LayerLRManager(tiny, LayerLRConfig.from_flat(config))
+        return {group["name"]: [group["lr"] * schedule(e) for e in range(epochs)]
+                for group, schedule in zip(manager.param_groups(), manager.schedules(epochs))}
+
+    def draw() -> dict:
+        h = rng.randint(1, 4)
+        return {"context_lr_ratio": rng.choice((0.1, 0.5, 1.0, 2.0)),
+                "base_lr": rng.choice((1e-4, 2e-4)), "h_multiplier": rng.choice((0.5, 1)),
+                "freeze_strategy": rng.choice(("none", "entropy", "progressive")),
+                "unfreeze_h_epoch": h, "unfreeze_context_epoch": h + rng.randint(1, 3),
+                "warmup_epochs": rng.choice((0, 1)), "decay_to": rng.choice((0.1, 0.5))}
+
+    verdicts = set()
+    for _ in range(300):
+        a, b, epochs = draw(), draw(), rng.choice((None, 2, 5))
+        lr_a, lr_b = lr_by_epoch(a), lr_by_epoch(b)
+        verdict = fast_as(a, b, epochs)
+        if verdict:
+            assert all(x >= y for g in GROUPS for x, y in list(zip(lr_a[g], lr_b[g]))[:epochs])
+        verdicts.add((epochs, verdict))
+    assert verdicts == {(e, v) for e in (None, 2, 5) for v in (True, False)}
+    plain = {"context_lr_ratio": 1.0, "freeze_strategy": "none"}
+    assert fast_as(plain, {"context_lr_ratio": 0.1, "freeze_strategy": "entropy"})
+    assert not fast_as(plain, {**plain, "context_lr_ratio": 2.0})
+    # A context model unfrozen at epoch 4 has trained slower than plain fine-tuning in its
+    # first 4 epochs, whatever its ratio; not over its whole schedule.
+    late_fast = {"context_lr_ratio": 3.0, "freeze_strategy": "progressive",
+                 "unfreeze_h_epoch": 2, "unfreeze_context_epoch": 4}
+    assert fast_as(plain, late_fast, 4)
+    assert not fast_as(plain, late_fast, 5)
+    assert not fast_as(plain, late_fast)
