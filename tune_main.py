@@ -130,11 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Optuna sampler (tpe: random start-up of a quarter of the trials, then "
                    "multivariate TPE with constant liar)")
     g.add_argument("--scheduler", choices=SCHEDULERS,
-                   help="leader-gap (the default; fifo with --wide-space, where culling "
-                   "misjudges a higher base LR): from 1/3 of --epochs, cull a trial whose gap to "
-                   "the leader at the same epoch predicts it ends more than 0.5%% behind "
-                   "the leader's best; asha: cull trials behind their peers at rungs of 1/9, "
-                   "1/3 of --epochs (the per-scale stopper ends the leaders); hyperband: "
+                   help="leader-gap (the default): from 1/3 of --epochs, cull a trial whose "
+                   "gap to the leader at the same epoch predicts it ends more than 0.5%% behind "
+                   "the leader's best, the leader chosen among the trials that train every "
+                   "layer group at least as fast; asha: cull trials behind their peers at "
+                   "rungs of 1/9, 1/3 of --epochs (the per-scale stopper ends the leaders); hyperband: "
                    "asynchronous Hyperband, ASHA's brackets: some trials are first ranked at "
                    "1/3 of --epochs or never (a hedge for slow starters, for more compute); "
                    "fifo: no culling")
@@ -450,7 +450,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"experiment {target} already exists: choose another --name, "
                          "`resume` it, or pass --overwrite")
     fixed_config, lambdas = _fixed_config(args)
-    args.scheduler = scheduler_for(args.scheduler, args.wide_space, fixed_config is not None)
+    args.scheduler = scheduler_for(args.scheduler, fixed_config is not None)
     if fixed_config is None:
         _check_search(args)
     elif args.warm_start:
@@ -675,26 +675,17 @@ def cmd_inspect_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def scheduler_for(asked: str | None, wide_space: bool, fixed_config: bool) -> str:
-    """The scheduler a sweep runs: ``asked`` (``--scheduler``), else the one the sweep
-    benchmark showed best for its space (README, Performance): leader-gap over the three
-    knobs, fifo with ``--wide-space`` (culling ends a higher base LR before it pays off).
-    A fixed config (``--config``) is no search: nothing to cull. Every choice not asked for
-    is logged."""
+def scheduler_for(asked: str | None, fixed_config: bool) -> str:
+    """The scheduler a sweep runs: ``asked`` (``--scheduler``), else leader-gap, the one the
+    sweep benchmark showed best (README, Performance). A fixed config (``--config``) is no
+    search: nothing to cull, which is logged."""
     if fixed_config:
         if asked != "fifo":
             log.info("--config runs no search, so no scheduler culls its trials (a scheduler "
                      "would rank losses of different lambdas against each other)%s",
                      f": --scheduler {asked} not used" if asked else "")
         return "fifo"
-    if asked is not None:
-        return asked
-    if wide_space:
-        log.info("--scheduler fifo, the default with --wide-space: a higher base LR lags "
-                 "early, and on the demo task leader-gap and ASHA culled the trials that "
-                 "would have won at 2 seeds of 3 (--scheduler leader-gap to cull anyway)")
-        return "fifo"
-    return "leader-gap"
+    return asked or "leader-gap"
 
 
 def _lead(path: str) -> list[str]:

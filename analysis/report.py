@@ -160,12 +160,11 @@ def range_notes(winner: dict) -> list[str]:
 
 
 def _widen(end: RangeEnd) -> str:
-    late = (" and --scheduler fifo (a faster learning rate pays off late: a culling scheduler "
-            "misjudges it)" if end.top else "")
     if end.knob == "context_lr_ratio" and end.top:  # the transforms may want more too
         return (f"search past it with --max-context-lr-ratio {4 * end.high:g}, or the base LR "
-                f"with --wide-space,{late}")
-    if end.knob == "base_lr":  # a wide sweep runs fifo unless told otherwise
+                "with --wide-space (not with --scheduler asha: a faster learning rate pays "
+                "off late, after ASHA's first rung)")
+    if end.knob == "base_lr":
         return (f"centre the range there with --base-lr {end.value:.2g} (it spans "
                 f"{BASE_LR_FACTOR:g}x either way)")
     return "no option widens this range"

@@ -358,17 +358,14 @@ def test_confirm_adds_plain_fine_tuning_unless_told_not_to():
     assert parse(["confirm", "results/x", "--no-plain"]).with_plain is False
 
 
-def test_the_scheduler_defaults_to_the_benchmarks_best_for_the_space(caplog):
+def test_the_scheduler_defaults_to_leader_gap_and_a_fixed_config_runs_fifo(caplog):
     caplog.set_level("INFO", logger="hpcm-tune")
-    assert tune_main.scheduler_for(None, wide_space=False, fixed_config=False) == "leader-gap"
+    assert tune_main.scheduler_for(None, fixed_config=False) == "leader-gap"
+    assert tune_main.scheduler_for("asha", fixed_config=False) == "asha"
     assert not caplog.records
-    assert tune_main.scheduler_for(None, wide_space=True, fixed_config=False) == "fifo"
-    assert "--scheduler fifo, the default with --wide-space" in caplog.text  # logged
-    assert tune_main.scheduler_for("asha", wide_space=True, fixed_config=False) == "asha"
-    caplog.clear()
-    assert tune_main.scheduler_for("asha", wide_space=False, fixed_config=True) == "fifo"
+    assert tune_main.scheduler_for("asha", fixed_config=True) == "fifo"
     assert "--scheduler asha not used" in caplog.text
     caplog.clear()
-    assert tune_main.scheduler_for(None, wide_space=True, fixed_config=True) == "fifo"
+    assert tune_main.scheduler_for(None, fixed_config=True) == "fifo"
     assert "--config runs no search, so no scheduler culls its trials" in caplog.text
     assert "not used" not in caplog.text

@@ -188,11 +188,12 @@ def _optuna_search(options: SweepOptions):
                     "after 12); --scheduler leader-gap judges them against the leader from "
                     "a third of the budget on, fifo runs them all to the end",
                     asha_grace_period(options.epochs))
-    if space.wide and options.scheduler != "fifo":
+    if space.wide and options.scheduler in ("asha", "hyperband"):
         log.warning("--wide-space with --scheduler %s: a higher base LR lags early, as a faster "
-                    "context model does (on the demo task, 16 trials at 3 seeds, leader-gap and "
-                    "ASHA culled the trials that would have won at 2 seeds of 3 and ended "
-                    "1.1-1.9 %% behind TPE + FIFO); --scheduler fifo runs every trial to the end",
+                    "context model does (on the demo task, 16 trials at 3 seeds, ASHA culled "
+                    "the trials that would have won at 2 seeds of 3 and ended up to 1.9 %% "
+                    "behind TPE + FIFO); the default --scheduler leader-gap judges a trial only "
+                    "against leaders that train as fast, fifo runs every trial to the end",
                     options.scheduler)
     points = preset_points(options.preset, options.epochs)
     warm = options.warm_start

@@ -90,8 +90,8 @@ def test_a_winner_at_the_end_of_a_searched_range_says_how_to_search_past_it():
     [note] = range_notes(winner)
     assert note.startswith("the winner's context_lr_ratio 0.95 lies at the top of the searched "
                            "0.01-1: the best may lie above it")
-    assert "--max-context-lr-ratio 4, or the base LR with --wide-space, and --scheduler fifo" \
-        in note
+    assert "--max-context-lr-ratio 4, or the base LR with --wide-space (not with --scheduler " \
+        "asha" in note
     paragraphs = [b[1] for b in _winner_section(_experiment(rows, options=SWEEP), winner)
                   if b[0] == "p"]
     assert f"{note[0].upper()}{note[1:]}." in paragraphs
