@@ -134,10 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "gap to the leader at the same epoch predicts it ends more than 0.5%% behind "
                    "the leader's best, the leader chosen among the trials that train every "
                    "layer group at least as fast; asha: cull trials behind their peers at "
-                   "rungs of 1/9, 1/3 of --epochs (the per-scale stopper ends the leaders); hyperband: "
-                   "asynchronous Hyperband, ASHA's brackets: some trials are first ranked at "
-                   "1/3 of --epochs or never (a hedge for slow starters, for more compute); "
-                   "fifo: no culling")
+                   "rungs of 1/9, 1/3 of --epochs (the per-scale stopper ends the leaders); "
+                   "hyperband: asynchronous Hyperband, ASHA's brackets: some trials are first "
+                   "ranked at 1/3 of --epochs or never (a hedge for slow starters, for more "
+                   "compute); fifo: no culling")
     g.add_argument("--num-samples", type=int, default=8, help="number of trials")
     g.add_argument("--optuna-storage", help="persist the study, e.g. sqlite:///study.db")
     g.add_argument("--warm-start", metavar="SWEEP",
