@@ -265,7 +265,8 @@ class LeaderGap(RestoredDecisions, FIFOScheduler):
             return False
         epoch = int(result[TIME_ATTR])
         self._losses.setdefault(trial.trial_id, {})[epoch] = float(result[self._metric])
-        self._configs.setdefault(trial.trial_id, LayerLRConfig.from_flat(trial.config))
+        if trial.trial_id not in self._configs:  # once per trial, not per report
+            self._configs[trial.trial_id] = LayerLRConfig.from_flat(trial.config)
         if not judge or not self.first_epoch <= epoch < self.max_t or is_baseline(trial.config):
             return False
         leader = self.leader(epoch, other_than=trial.trial_id)
